@@ -1,0 +1,263 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tqlabs/tq-mw-thehive/store"
+	"github.com/tqlabs/tq-mw-thehive/thehive"
+	"github.com/tqlabs/tq-mw-thehive/threatq"
+)
+
+// Checkpoint names in the store.
+const (
+	CheckpointBackfill  = "backfill"  // full backfill, keyset on _createdAt
+	CheckpointReconcile = "reconcile" // periodic reconcile, keyset on _updatedAt
+)
+
+// reconcileOverlap is re-read before the incremental checkpoint: TheHive's
+// commit lag and clock skew can make a change visible after a later one.
+const reconcileOverlap = 5 * time.Second
+
+// BackfillOptions configure one reconcile run.
+type BackfillOptions struct {
+	Checkpoint string        // CheckpointBackfill or CheckpointReconcile
+	Since      time.Time     // zero: from the checkpoint (or the beginning)
+	Restart    bool          // ignore and overwrite the checkpoint
+	DryRun     bool          // read and map, write nothing to ThreatQ or the checkpoint
+	PageSize   int           // cases per page; default 100
+	Parallel   int           // cases delivered in parallel; default 8
+	Attempts   int           // tries per object on transient ThreatQ failures; default 8
+	RetryBase  time.Duration // backoff between those tries; default 500ms
+	Progress   func(Progress)
+}
+
+// Progress is reported after every page.
+type Progress struct {
+	Cases       int64
+	Observables int64
+	Cursor      time.Time
+}
+
+// Summary is what a reconcile run did.
+type Summary struct {
+	Cases       int64 `json:"cases"`
+	Observables int64 `json:"observables"`
+	Created     int64 `json:"created"`
+	Updated     int64 `json:"updated"`
+	Unchanged   int64 `json:"unchanged"`
+	Skipped     int64 `json:"skipped"`
+	Failed      int64 `json:"failed"`
+	Pages       int64 `json:"pages"`
+}
+
+// ErrFailures is returned (wrapped) by a run that finished paging but could
+// not deliver some objects.
+var ErrFailures = errors.New("some objects could not be synced")
+
+type reconciler struct {
+	db      *store.DB
+	th      *thehive.Client
+	deliver *deliverer
+	metrics *metrics
+	logger  *slog.Logger
+
+	// running keeps the periodic reconcile and a backfill from walking the
+	// same checkpoint at once.
+	mu sync.Mutex
+}
+
+func (r *reconciler) loadCursor(opts BackfillOptions) (thehive.Cursor, error) {
+	field := "_createdAt"
+	if opts.Checkpoint == CheckpointReconcile {
+		field = "_updatedAt"
+	}
+	cur := thehive.Cursor{Field: field}
+	if !opts.Restart {
+		b, ok, err := r.db.Checkpoint(opts.Checkpoint)
+		if err != nil {
+			return cur, fmt.Errorf("read checkpoint: %w", err)
+		}
+		if ok {
+			if err := json.Unmarshal(b, &cur); err != nil {
+				return cur, fmt.Errorf("decode checkpoint %q: %w", opts.Checkpoint, err)
+			}
+			if opts.Checkpoint == CheckpointReconcile {
+				cur.Value -= reconcileOverlap.Milliseconds()
+				cur.SeenIDs = nil
+				cur.Done = false
+			}
+		}
+	}
+	if !opts.Since.IsZero() {
+		if since := opts.Since.UnixMilli(); since > cur.Value {
+			cur.Value, cur.SeenIDs, cur.Done = since, nil, false
+		}
+	}
+	return cur, nil
+}
+
+// run walks TheHive's cases from the checkpoint and syncs each with its
+// observables, one page at a time: memory is bounded by one page of cases
+// and one page of observables per worker, however large TheHive is. The
+// checkpoint is saved only after every case of a page has been applied, so
+// a killed run repeats at most one page.
+func (r *reconciler) run(ctx context.Context, opts BackfillOptions) (Summary, error) {
+	if !r.mu.TryLock() {
+		return Summary{}, errors.New("a reconcile run is already in progress")
+	}
+	defer r.mu.Unlock()
+	if opts.PageSize <= 0 {
+		opts.PageSize = 100
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 8
+	}
+	if opts.Attempts <= 0 {
+		opts.Attempts = 8
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = 500 * time.Millisecond
+	}
+	cur, err := r.loadCursor(opts)
+	if err != nil {
+		return Summary{}, err
+	}
+	if opts.Restart && !opts.DryRun {
+		if err := r.db.DeleteCheckpoint(ctx, opts.Checkpoint); err != nil {
+			return Summary{}, fmt.Errorf("reset checkpoint: %w", err)
+		}
+	}
+	d := r.deliver
+	if opts.DryRun {
+		dry := &deliverer{db: r.db, tq: d.tq, cases: d.cases, dryRun: true}
+		dry.opts.Store(d.opts.Load())
+		d = dry
+	}
+	var sum summaryCounter
+	for page, err := range r.th.Cases(ctx, cur, opts.PageSize) {
+		if err != nil {
+			return sum.snapshot(), fmt.Errorf("thehive: list cases after %s: %w (checkpoint kept; rerun to resume)", time.UnixMilli(cur.Value).UTC().Format(time.RFC3339), err)
+		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(opts.Parallel)
+		for i := range page.Cases {
+			c := &page.Cases[i]
+			g.Go(func() error { return r.syncCase(gctx, d, c, opts, &sum) })
+		}
+		if err := g.Wait(); err != nil {
+			return sum.snapshot(), err
+		}
+		cur = page.Cursor
+		sum.pages.Add(1)
+		if !opts.DryRun {
+			b, _ := json.Marshal(cur)
+			if err := r.db.PutCheckpoint(ctx, opts.Checkpoint, b); err != nil {
+				return sum.snapshot(), fmt.Errorf("save checkpoint: %w", err)
+			}
+		}
+		r.metrics.reconcileCursor.Set(float64(cur.Value) / 1000)
+		if opts.Progress != nil {
+			opts.Progress(Progress{Cases: sum.cases.Load(), Observables: sum.observables.Load(), Cursor: time.UnixMilli(cur.Value)})
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return sum.snapshot(), err
+	}
+	s := sum.snapshot()
+	if s.Failed > 0 {
+		return s, fmt.Errorf("%d of %d cases and observables failed: %w", s.Failed, s.Cases+s.Observables, ErrFailures)
+	}
+	r.metrics.reconcileLast.Set(float64(time.Now().Unix()))
+	return s, nil
+}
+
+type summaryCounter struct {
+	cases, observables, created, updated, unchanged, skipped, failed, pages atomic.Int64
+}
+
+func (s *summaryCounter) snapshot() Summary {
+	return Summary{Cases: s.cases.Load(), Observables: s.observables.Load(), Created: s.created.Load(),
+		Updated: s.updated.Load(), Unchanged: s.unchanged.Load(), Skipped: s.skipped.Load(),
+		Failed: s.failed.Load(), Pages: s.pages.Load()}
+}
+
+func (s *summaryCounter) add(out outcome) {
+	if out.Skipped != "" && len(out.Results) == 0 {
+		s.skipped.Add(1)
+	}
+	for _, res := range out.Results {
+		switch res.Action {
+		case "created":
+			s.created.Add(1)
+		case "updated", "would-write":
+			s.updated.Add(1)
+		case "unchanged":
+			s.unchanged.Add(1)
+		}
+	}
+}
+
+// syncCase applies one case and all its observables. A failure of one object
+// is counted and logged, and the run goes on; only shutdown or TheHive
+// failing to list observables stops the page.
+func (r *reconciler) syncCase(ctx context.Context, d *deliverer, c *thehive.Case, opts BackfillOptions, sum *summaryCounter) error {
+	sum.cases.Add(1)
+	out, err := r.withRetry(ctx, opts, func() (outcome, error) { return d.deliverCase(ctx, c) })
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		sum.failed.Add(1)
+		r.metrics.reconcileCases.WithLabelValues("failed").Inc()
+		r.logger.Error("backfill: case not synced", "case_id", c.ID, "error", err)
+	} else {
+		sum.add(out)
+	}
+	for obs, err := range r.th.CaseObservables(ctx, c.ID, opts.PageSize) {
+		if err != nil {
+			return fmt.Errorf("thehive: observables of case %s: %w (checkpoint kept; rerun to resume)", c.ID, err)
+		}
+		for i := range obs {
+			o := &obs[i]
+			sum.observables.Add(1)
+			out, err := r.withRetry(ctx, opts, func() (outcome, error) { return d.deliverObservable(ctx, c.ID, o) })
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				sum.failed.Add(1)
+				r.logger.Error("backfill: observable not synced", "case_id", c.ID, "observable_id", o.ID, "error", err)
+				continue
+			}
+			sum.add(out)
+		}
+	}
+	r.metrics.reconcileCases.WithLabelValues("synced").Inc()
+	return nil
+}
+
+// withRetry retries transient ThreatQ failures a bounded number of times:
+// unlike the outbox, a backfill has nowhere to park an object, and the next
+// run picks up whatever still failed.
+func (r *reconciler) withRetry(ctx context.Context, opts BackfillOptions, f func() (outcome, error)) (outcome, error) {
+	wait := opts.RetryBase
+	for attempt := 1; ; attempt++ {
+		out, err := f()
+		if err == nil || attempt >= opts.Attempts || errors.Is(err, errPermanent) || threatq.IsPermanent(err) || ctx.Err() != nil {
+			return out, err
+		}
+		if !sleepCtx(ctx, wait) {
+			return out, ctx.Err()
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+}

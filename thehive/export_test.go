@@ -1,0 +1,4 @@
+package thehive
+
+// Backoff exposes the retry wait for tests.
+var Backoff = backoff

@@ -1,0 +1,449 @@
+package threatq
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Client talks to one ThreatQ instance. It is safe for concurrent use; all
+// goroutines share one token.
+type Client struct {
+	base     *url.URL // scheme://host[:port], no trailing slash
+	cfg      Config
+	http     *retryablehttp.Client // API calls, logs through cfg.Logger
+	tokenRTC *retryablehttp.Client // /api/token only: no logger, it carries secrets
+	log      *slog.Logger
+	now      func() time.Time
+	requests atomic.Int64
+
+	mu  sync.Mutex // guards tok
+	tok token
+	// loginSem admits one login at a time; a channel so waiters honour ctx.
+	loginSem chan struct{}
+
+	typesMu        sync.Mutex
+	indicatorTypes map[string]int // lower-cased name → id
+	eventTypes     map[string]int
+	indicatorNames map[int]string // id → name as ThreatQ spells it
+	eventNames     map[int]string
+}
+
+// NewClient validates cfg and builds the HTTP machinery. It does no I/O.
+func NewClient(cfg Config) (*Client, error) {
+	base, err := parseBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("threatq: %w", err)
+	}
+	if cfg.ClientID == "" || cfg.Email == "" || cfg.Password == "" {
+		return nil, errors.New("threatq: client id, email and password are required")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 4
+	}
+	if cfg.RetryMax < 0 {
+		cfg.RetryMax = 0
+	}
+	if cfg.RetryWaitMin <= 0 {
+		cfg.RetryWaitMin = 200 * time.Millisecond
+	}
+	if cfg.RetryWaitMax <= 0 {
+		cfg.RetryWaitMax = 10 * time.Second
+	}
+	if cfg.RetryWaitMax < cfg.RetryWaitMin {
+		cfg.RetryWaitMax = cfg.RetryWaitMin
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default().With("component", "threatq")
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+
+	c := &Client{base: base, cfg: cfg, log: cfg.Logger, now: now, loginSem: make(chan struct{}, 1)}
+
+	var hc *http.Client
+	if cfg.HTTPClient != nil {
+		cp := *cfg.HTTPClient
+		hc = &cp
+	} else {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 16
+		if cfg.InsecureSkipVerify {
+			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --disable-ssl, warned about at start
+		}
+		tr.Proxy = nil
+		if cfg.ProxyURL != "" {
+			pu, err := url.Parse(cfg.ProxyURL)
+			if err != nil || pu.Host == "" {
+				return nil, errors.New("threatq: invalid proxy URL")
+			}
+			tr.Proxy = http.ProxyURL(pu)
+		}
+		hc = &http.Client{Transport: tr, Timeout: cfg.Timeout}
+	}
+	inner := hc.Transport
+	if inner == nil {
+		inner = http.DefaultTransport
+	}
+	hc.Transport = countingTransport{next: inner, n: &c.requests}
+	// ThreatQ answers in place; a redirect usually means a login page or a
+	// wrong scheme, and following it would resend the bearer token.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	newRetry := func(logger any) *retryablehttp.Client {
+		return &retryablehttp.Client{
+			HTTPClient:   hc,
+			Logger:       logger,
+			RetryWaitMin: cfg.RetryWaitMin,
+			RetryWaitMax: cfg.RetryWaitMax,
+			RetryMax:     cfg.RetryMax,
+			CheckRetry:   checkRetry,
+			Backoff:      backoff,
+			ErrorHandler: retryablehttp.PassthroughErrorHandler,
+		}
+	}
+	c.http = newRetry(cfg.Logger)
+	c.tokenRTC = newRetry(nil)
+	return c, nil
+}
+
+// parseBaseURL accepts "host", "host:port", "https://host[:port]" (and
+// http:// for tests and plain-HTTP proxies); a bare host means https.
+func parseBaseURL(s string) (*url.URL, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("base URL is required")
+	}
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid base URL %q", s)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return nil, fmt.Errorf("invalid base URL %q: scheme must be https", s)
+	}
+	if u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("invalid base URL %q", u.Redacted())
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("invalid base URL %q: bad port", s)
+		}
+	}
+	// A pasted "https://tq/api" or "https://tq/" still means the host.
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/api")
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// Requests is the number of HTTP requests sent so far, retries included.
+func (c *Client) Requests() int64 { return c.requests.Load() }
+
+type countingTransport struct {
+	next http.RoundTripper
+	n    *atomic.Int64
+}
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.next.RoundTrip(r)
+}
+
+type ctxKey int
+
+const unsafeKey ctxKey = 1
+
+// unsafeWrite marks ctx so that a request is not resent after an ambiguous
+// failure (connection dropped, timeout, 500/504): the server may have
+// committed it, and resending a create would duplicate the object. The
+// caller re-runs the whole upsert instead, whose lookup finds what was
+// committed.
+func unsafeWrite(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unsafeKey, true)
+}
+
+// checkRetry is the retry policy: 5xx, 429, 408 and transport failures are
+// retried, other 4xx never; ctx cancellation stops at once.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	unsafe, _ := ctx.Value(unsafeKey).(bool)
+	if err != nil {
+		if !retryableTransportError(err) {
+			return false, nil
+		}
+		return !unsafe, nil
+	}
+	switch code := resp.StatusCode; {
+	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable,
+		code == http.StatusBadGateway, code == http.StatusRequestTimeout:
+		// The request was turned away before it was processed.
+		return true, nil
+	case code == http.StatusNotImplemented:
+		return false, nil
+	case code >= 500:
+		return !unsafe, nil
+	}
+	return false, nil
+}
+
+func retryableTransportError(err error) bool {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var certErr *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &certErr):
+		return false
+	case strings.Contains(err.Error(), "unsupported protocol scheme"),
+		strings.Contains(err.Error(), "stopped after"),
+		strings.Contains(err.Error(), "certificate"):
+		return false
+	}
+	return true
+}
+
+// backoff waits Retry-After when a 429/503 carries it (capped at max),
+// otherwise exponentially from min with full jitter, capped at max.
+func backoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			if d > max {
+				d = max
+			}
+			if d < min {
+				d = min
+			}
+			return d
+		}
+	}
+	upper := max
+	if attempt < 30 {
+		if u := min << uint(attempt+1); u > 0 && u < max {
+			upper = u
+		}
+	}
+	if upper <= min {
+		return min
+	}
+	return min + rand.N(upper-min+1)
+}
+
+// retryAfter parses a Retry-After value: delay seconds or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0, false
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		d := t.Sub(now)
+		if d < 0 {
+			d = 0
+		}
+		return d, true
+	}
+	return 0, false
+}
+
+// envelope is ThreatQ's {"data": …} wrapper.
+type envelope struct {
+	Data   json.RawMessage `json:"data"`
+	Total  int             `json:"total"`
+	Limit  int             `json:"limit"`
+	Offset int             `json:"offset"`
+}
+
+// do sends an authenticated API request. path starts with "/api/"; query
+// may be nil. body, if not nil, is JSON-encoded once and replayed on
+// retries. On a 401 it logs in again and resends once. out, if not nil,
+// receives the envelope's data.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	var raw []byte
+	if body != nil {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		tok, err := c.token(ctx)
+		if err != nil {
+			return err
+		}
+		resp, err := c.send(ctx, c.http, method, path, query, raw, "Bearer "+tok)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
+			drain(resp)
+			c.dropToken(tok)
+			continue
+		}
+		return c.decode(resp, method, path, out)
+	}
+}
+
+func (c *Client) send(ctx context.Context, rc *retryablehttp.Client, method, path string, query url.Values, raw []byte, auth string) (*http.Response, error) {
+	u := *c.base
+	u.Path += path
+	if query != nil {
+		u.RawQuery = query.Encode()
+	}
+	var body any
+	if raw != nil {
+		body = raw
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if raw != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := rc.Do(req)
+	if err != nil {
+		if resp != nil {
+			drain(resp)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// *url.Error prints the full URL, query included; keep only the path.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, &transportError{Method: method, Path: path, Err: err}
+	}
+	return resp, nil
+}
+
+// transportError is a request that got no HTTP answer.
+type transportError struct {
+	Method, Path string
+	Err          error
+}
+
+func (e *transportError) Error() string { return e.Method + " " + e.Path + ": " + e.Err.Error() }
+func (e *transportError) Unwrap() error { return e.Err }
+
+const maxBody = 32 << 20
+
+func (c *Client) decode(resp *http.Response, method, path string, out any) error {
+	defer drain(resp)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return &transportError{Method: method, Path: path, Err: fmt.Errorf("read response: %w", err)}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		msg, _ := parseErrorMessage(b)
+		if msg == "" && resp.StatusCode == http.StatusNotFound {
+			msg = "object does not exist"
+		}
+		return &Error{StatusCode: resp.StatusCode, Method: method, Path: path, Message: msg}
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	if msg, isErr := parseErrorMessage(b); isErr {
+		return &Error{StatusCode: resp.StatusCode, Method: method, Path: path, Message: msg}
+	}
+	if out == nil {
+		return nil
+	}
+	var env envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return &transportError{Method: method, Path: path, Err: fmt.Errorf("decode response: %w", err)}
+	}
+	if len(env.Data) == 0 || string(env.Data) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(env.Data, out); err != nil {
+		return &transportError{Method: method, Path: path, Err: fmt.Errorf("decode response data: %w", err)}
+	}
+	return nil
+}
+
+func drain(resp *http.Response) {
+	if resp == nil || resp.Body == nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	_ = resp.Body.Close()
+}
+
+// isTransient reports whether an operation that failed with err may succeed
+// when run again from the start.
+func isTransient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if IsPermanent(err) || IsAuth(err) {
+		return false
+	}
+	var te *transportError
+	if errors.As(err, &te) {
+		return retryableTransportError(te.Err)
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusRequestTimeout
+	}
+	return false
+}
+
+// retryOp runs op until it succeeds, fails for good, or RetryMax extra runs
+// are used up. It exists for writes marked unsafeWrite: those are not
+// resent by the transport, so the whole idempotent upsert is re-run.
+func (c *Client) retryOp(ctx context.Context, op func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := op()
+		if err == nil || !isTransient(err) || attempt >= c.cfg.RetryMax {
+			return err
+		}
+		wait := backoff(c.cfg.RetryWaitMin, c.cfg.RetryWaitMax, attempt, nil)
+		c.log.Debug("retrying upsert", "error", err, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,35 @@
+package threatq
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the ThreatQ host as a URL, e.g. "https://tq.example.com" or
+	// "https://10.0.0.5:8443". The API lives under BaseURL + "/api".
+	BaseURL  string
+	ClientID string
+	Email    string
+	Password string
+
+	InsecureSkipVerify bool          // --disable-ssl
+	ProxyURL           string        // --external-proxy: "" = no proxy
+	HTTPClient         *http.Client  // optional; overrides InsecureSkipVerify/ProxyURL
+	Timeout            time.Duration // per request; default 30s
+
+	// RetryMax is how many times one request is retried on 5xx, 429,
+	// timeouts and connection errors before the error reaches the caller
+	// (the outbox worker then retries later, without bound). Default 4.
+	RetryMax     int
+	RetryWaitMin time.Duration // default 200ms
+	RetryWaitMax time.Duration // default 10s
+
+	Logger *slog.Logger
+
+	// Now is the clock used for token expiry; nil means time.Now. Tests
+	// move it forward to force a refresh without waiting.
+	Now func() time.Time
+}
