@@ -38,6 +38,7 @@ type BackfillOptions struct {
 	Attempts   int           // tries per object on transient ThreatQ failures; default 8
 	RetryBase  time.Duration // backoff between those tries; default 500ms
 	Progress   func(Progress)
+	Total      func(cases int64) // called once with the case count, for a progress bar
 }
 
 // Progress is reported after every page.
@@ -75,32 +76,40 @@ type reconciler struct {
 	mu sync.Mutex
 }
 
+// loadCursor decides where a run starts: an unfinished walk resumes from
+// its checkpoint; after a finished one, the next fetches only what was
+// created or updated since the finished one started (minus an overlap);
+// Restart walks every case again.
 func (r *reconciler) loadCursor(opts BackfillOptions) (thehive.Cursor, error) {
-	field := "_createdAt"
+	fresh := thehive.BackfillCursor()
 	if opts.Checkpoint == CheckpointReconcile {
-		field = "_updatedAt"
-	}
-	cur := thehive.Cursor{Field: field}
-	if !opts.Restart {
-		b, ok, err := r.db.Checkpoint(opts.Checkpoint)
-		if err != nil {
-			return cur, fmt.Errorf("read checkpoint: %w", err)
-		}
-		if ok {
-			if err := json.Unmarshal(b, &cur); err != nil {
-				return cur, fmt.Errorf("decode checkpoint %q: %w", opts.Checkpoint, err)
-			}
-			if opts.Checkpoint == CheckpointReconcile {
-				cur.Value -= reconcileOverlap.Milliseconds()
-				cur.SeenIDs = nil
-				cur.Done = false
-			}
-		}
+		fresh = thehive.SyncCursor(0)
 	}
 	if !opts.Since.IsZero() {
-		if since := opts.Since.UnixMilli(); since > cur.Value {
-			cur.Value, cur.SeenIDs, cur.Done = since, nil, false
-		}
+		// --since means "cases created or updated since": an incremental walk.
+		fresh = thehive.SyncCursor(opts.Since.UnixMilli())
+	}
+	if opts.Restart {
+		return fresh, nil
+	}
+	b, ok, err := r.db.Checkpoint(opts.Checkpoint)
+	if err != nil {
+		return fresh, fmt.Errorf("read checkpoint: %w", err)
+	}
+	if !ok {
+		return fresh, nil
+	}
+	var cur thehive.Cursor
+	if err := json.Unmarshal(b, &cur); err != nil {
+		return fresh, fmt.Errorf("decode checkpoint %q (use --restart): %w", opts.Checkpoint, err)
+	}
+	if !opts.Since.IsZero() && (cur.Field != fresh.Field || cur.Since != fresh.Since) {
+		return fresh, nil // a checkpoint of another walk
+	}
+	if cur.Done {
+		// The last walk finished: this one only fetches what was created
+		// or updated since it started.
+		return cur.NextSync(reconcileOverlap), nil
 	}
 	return cur, nil
 }
@@ -164,7 +173,9 @@ func (r *reconciler) run(ctx context.Context, opts BackfillOptions) (Summary, er
 				return sum.snapshot(), fmt.Errorf("save checkpoint: %w", err)
 			}
 		}
-		r.metrics.reconcileCursor.Set(float64(cur.Value) / 1000)
+		if cur.Field == thehive.FieldUpdatedAt || cur.Field == thehive.FieldCreatedAt {
+			r.metrics.reconcileCursor.Set(float64(cur.Value) / 1000)
+		}
 		if opts.Progress != nil {
 			opts.Progress(Progress{Cases: sum.cases.Load(), Observables: sum.observables.Load(), Cursor: time.UnixMilli(cur.Value)})
 		}
@@ -260,4 +271,52 @@ func (r *reconciler) withRetry(ctx context.Context, opts BackfillOptions, f func
 		}
 		wait = min(wait*2, 30*time.Second)
 	}
+}
+
+// Backfill runs one reconcile walk over TheHive (the backfill command): the
+// same delivery path as the agent, without the listener and the worker. It
+// opens the outbox database, so the agent must not be running on it.
+func Backfill(ctx context.Context, cfg Config, opts BackfillOptions) (Summary, error) {
+	cfg.setDefaults()
+	if cfg.TheHive.URL == "" {
+		return Summary{}, errors.New("backfill: thehive.url is not configured")
+	}
+	if opts.Checkpoint == "" {
+		opts.Checkpoint = CheckpointBackfill
+	}
+	a, err := New(cfg)
+	if err != nil {
+		return Summary{}, err
+	}
+	db, err := store.Open(cfg.DBPath, store.Options{Timeout: time.Second})
+	if err != nil {
+		return Summary{}, fmt.Errorf("backfill: open outbox: %w", err)
+	}
+	defer db.Close()
+	th, err := thehive.NewClient(a.clientConfigTheHive())
+	if err != nil {
+		return Summary{}, fmt.Errorf("backfill: thehive client: %w", err)
+	}
+	var tq ThreatQ
+	if !opts.DryRun {
+		c, err := threatq.NewClient(a.clientConfigThreatQ())
+		if err != nil {
+			return Summary{}, fmt.Errorf("backfill: threatq client: %w", err)
+		}
+		tq = c
+	}
+	a.build(db, tq, th)
+	if opts.Total != nil {
+		var filter map[string]any
+		if !opts.Since.IsZero() {
+			ms := opts.Since.UnixMilli()
+			filter = thehive.Or(thehive.Gte(thehive.FieldUpdatedAt, ms), thehive.Gte(thehive.FieldCreatedAt, ms))
+		}
+		if n, err := th.CountCases(ctx, filter); err == nil {
+			opts.Total(n)
+		} else {
+			a.logger.Warn("could not count cases for the progress bar", "error", err)
+		}
+	}
+	return a.recon.run(ctx, opts)
 }

@@ -96,6 +96,7 @@ func (w *worker) run(ctx context.Context) error {
 	defer w.running.Store(false)
 
 	sem := make(chan struct{}, w.concurrency)
+	emptyScans := 0
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
@@ -123,9 +124,11 @@ func (w *worker) run(ctx context.Context) error {
 			continue
 		}
 		if len(batch) == 0 {
-			w.idle(ctx)
+			w.idle(ctx, emptyScans)
+			emptyScans++
 			continue
 		}
+		emptyScans = 0
 		for _, lane := range lanes(batch) {
 			root := lane[0].RootID
 			w.setBusy(root, true)
@@ -156,7 +159,7 @@ func (w *worker) signalLaneDone() {
 
 // idle waits for something to do: a new message, a finished lane (whose
 // case may have more), the next backoff expiry, or shutdown.
-func (w *worker) idle(ctx context.Context) {
+func (w *worker) idle(ctx context.Context, emptyScans int) {
 	wait := time.Minute
 	if due, err := w.db.NextDue(); err == nil && !due.IsZero() {
 		if d := due.Sub(w.now()); d < wait {
@@ -168,10 +171,11 @@ func (w *worker) idle(ctx context.Context) {
 	select {
 	case <-ctx.Done():
 	case <-w.db.Notify():
-		// Appends notify on every commit; when the backlog is all backed
-		// off, rescanning per commit would burn CPU during an outage, so
-		// let a burst of commits settle first.
-		sleepCtx(ctx, 20*time.Millisecond)
+		// Appends notify on every commit. When the backlog is all backed
+		// off (ThreatQ down), rescanning it per commit would burn CPU that
+		// intake needs, so the rescans back off while they keep finding
+		// nothing: a new case then waits at most half a second.
+		sleepCtx(ctx, min(20*time.Millisecond<<min(emptyScans, 5), 500*time.Millisecond))
 	case <-w.laneDone:
 	case <-t.C:
 	}

@@ -203,9 +203,11 @@ func TestCasesSyncUpdatedDuringRun(t *testing.T) {
 		if p.Cursor.Done {
 			return // changes after the last answer belong to the next run
 		}
-		// An already yielded case, a case far ahead, and an old case
-		// (created before since, so only its update qualifies it).
-		for _, id := range []string{p.Cases[0].ID, all[550-pages].ID, all[pages].ID} {
+		// Already yielded cases (the page's last one sits at the cursor's
+		// boundary, in SeenIDs), a case far ahead, and an old case (created
+		// before since, so only its update qualifies it).
+		last := p.Cases[len(p.Cases)-1].ID
+		for _, id := range []string{p.Cases[0].ID, last, all[550-pages].ID, all[pages].ID} {
 			up, err := srv.UpdateCase(id, func(c *thehive.Case) { c.Title = fmt.Sprintf("edited on page %d", pages) })
 			if err != nil {
 				t.Fatal(err)
