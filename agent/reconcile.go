@@ -320,3 +320,16 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions) (Summary, e
 	}
 	return a.recon.run(ctx, opts)
 }
+
+// Backfill runs one reconcile walk inside the running agent (Run must have
+// started; see Ready), sharing its outbox and delivery path. The demo uses
+// it; the backfill command uses the package-level Backfill.
+func (a *Agent) Backfill(ctx context.Context, opts BackfillOptions) (Summary, error) {
+	if a.recon == nil || a.recon.th == nil {
+		return Summary{}, errors.New("backfill: agent not running or thehive.url not configured")
+	}
+	if opts.Checkpoint == "" {
+		opts.Checkpoint = CheckpointBackfill
+	}
+	return a.recon.run(ctx, opts)
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tqlabs/tq-mw-thehive/internal/retrylog"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -85,7 +86,7 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{base: base, cfg: cfg, log: cfg.Logger}
 	c.http = &retryablehttp.Client{
 		HTTPClient:   hc,
-		Logger:       cfg.Logger,
+		Logger:       retrylog.New(cfg.Logger),
 		RetryWaitMin: cfg.RetryWaitMin,
 		RetryWaitMax: cfg.RetryWaitMax,
 		RetryMax:     cfg.RetryMax,

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tqlabs/tq-mw-thehive/internal/retrylog"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -122,7 +123,7 @@ func NewClient(cfg Config) (*Client, error) {
 			ErrorHandler: retryablehttp.PassthroughErrorHandler,
 		}
 	}
-	c.http = newRetry(cfg.Logger)
+	c.http = newRetry(retrylog.New(cfg.Logger))
 	c.tokenRTC = newRetry(nil)
 	return c, nil
 }
