@@ -127,13 +127,9 @@ func (d *deliverer) deliverMessage(ctx context.Context, m *thehive.Message) (out
 func (d *deliverer) deliverCase(ctx context.Context, c *thehive.Case) (outcome, error) {
 	defer d.lock(c.ID)()
 	opts := d.options()
-	body, err := json.Marshal(c)
-	if err != nil {
-		return outcome{}, permanent("encode case %s: %v", c.ID, err)
-	}
 	if !d.dryRun {
-		if err := d.db.PutCase(ctx, c.ID, c.Modified(), body); err != nil {
-			return outcome{}, fmt.Errorf("store case state: %w", err)
+		if err := d.recordCase(ctx, c); err != nil {
+			return outcome{}, err
 		}
 	}
 	kind := caseKind(opts)
@@ -165,6 +161,20 @@ func (d *deliverer) deliverCase(ctx context.Context, c *thehive.Case) (outcome, 
 		return outcome{}, fmt.Errorf("store link: %w", err)
 	}
 	return outcome{Results: []store.Result{{Kind: string(kind), ID: id, Action: resultAction(created)}}}, nil
+}
+
+// recordCase stores the case as the latest known state (an older one is
+// ignored by the store), for observables that arrive before their case's
+// Event exists.
+func (d *deliverer) recordCase(ctx context.Context, c *thehive.Case) error {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return permanent("encode case %s: %v", c.ID, err)
+	}
+	if err := d.db.PutCase(ctx, c.ID, c.Modified(), body); err != nil {
+		return fmt.Errorf("store case state: %w", err)
+	}
+	return nil
 }
 
 // ensureEvent returns the Event/Incident of a case, creating it from the
@@ -204,10 +214,8 @@ func (d *deliverer) ensureEvent(ctx context.Context, caseID string, opts mapping
 			return threatq.Ref{}, nil, fmt.Errorf("fetch case %s from TheHive: %w", caseID, err)
 		}
 		c = *fetched
-		if b, err := json.Marshal(&c); err == nil {
-			if err := d.db.PutCase(ctx, c.ID, c.Modified(), b); err != nil {
-				return threatq.Ref{}, nil, fmt.Errorf("store case state: %w", err)
-			}
+		if err := d.recordCase(ctx, &c); err != nil {
+			return threatq.Ref{}, nil, err
 		}
 	}
 	ev := mapping.Event(&c, opts)

@@ -234,6 +234,15 @@ func (w *worker) processLane(ctx context.Context, lane []store.Message) {
 		}
 		if p.msg.Action != thehive.ActionDelete {
 			if j := latest[p.msg.ObjectType+"/"+p.msg.ObjectID]; j != i {
+				// A coalesced case update still records its state: an
+				// observable between it and the newest update needs the
+				// case to create its Event from.
+				if p.msg.Case != nil {
+					if err := w.deliver.recordCase(ctx, p.msg.Case); err != nil {
+						w.markRetry(ctx, m, err, w.now().Add(w.backoff(m.Attempts)))
+						return
+					}
+				}
 				w.markDone(ctx, m, "coalesced", nil)
 				continue
 			}
