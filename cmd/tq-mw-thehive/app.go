@@ -36,7 +36,9 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "%s: %v\n", appName, oneLine(err))
+	if msg := oneLine(err); msg != "" { // cli.Exit("", n) asks for silence
+		fmt.Fprintf(stderr, "%s: %s\n", appName, msg)
+	}
 	return exitCode(err)
 }
 
@@ -47,6 +49,10 @@ func oneLine(err error) string {
 // exitCode maps an error to the process exit code. Errors that did not come
 // out of an action (flag parsing, unknown flags) are usage errors.
 func exitCode(err error) int {
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
 	var ce *configError
 	if errors.As(err, &ce) {
 		return exitUsage
@@ -109,7 +115,58 @@ func normaliseArgs(args []string) ([]string, error) {
 			}
 		}
 	}
-	return out, nil
+	return reorderIDArgs(out), nil
+}
+
+// valueFlags are the flags of the outbox subcommands that take a separate
+// value ("-c DIR").
+var valueFlags = map[string]bool{"-c": true, "--c": true, "-config": true, "--config": true,
+	"-ll": true, "--ll": true, "-loglocation": true, "--loglocation": true,
+	"-v": true, "--v": true, "-verbosity": true, "--verbosity": true}
+
+// reorderIDArgs moves the positional ID of "outbox show" and "outbox
+// requeue" behind their flags: Go's flag package stops at the first
+// argument, so "outbox show 5 -c /etc/tq_labs" would otherwise ignore -c.
+func reorderIDArgs(args []string) []string {
+	sub := -1
+	for i := 1; i+1 < len(args); i++ {
+		if args[i] == "outbox" && (args[i+1] == "show" || args[i+1] == "requeue") {
+			sub = i + 2
+			break
+		}
+	}
+	if sub < 0 {
+		return args
+	}
+	head := append([]string{}, args[:sub]...)
+	var flags, positional []string
+	for i := sub; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			positional = append(positional, args[i+1:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			flags = append(flags, a)
+			if valueFlags[a] && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+	return append(append(head, flags...), positional...)
+}
+
+// manualAliases are the manual's two-letter short flags. urfave/cli prints
+// multi-letter aliases with "--"; Go's flag package accepts both, and the
+// help should show them as the manual does.
+var manualAliases = strings.NewReplacer("--ll ", "-ll ", "--ep", "-ep", "--ds", "-ds", "--li ", "-li ")
+
+func init() {
+	def := cli.FlagStringer
+	cli.FlagStringer = func(f cli.Flag) string { return manualAliases.Replace(def(f)) }
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
@@ -132,14 +189,13 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			demoCommand,
 			versionCommand,
 		},
-		Reader:                 stdin,
-		Writer:                 stdout,
-		ErrWriter:              stderr,
-		OnUsageError:           usageError,
-		ExitErrHandler:         func(*cli.Context, error) {}, // realMain prints and exits
-		HideVersion:            true,                         // "version" is a command
-		UseShortOptionHandling: false,
-		Metadata:               map[string]any{"stdin": stdin},
+		Reader:         stdin,
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		OnUsageError:   usageError,
+		ExitErrHandler: func(*cli.Context, error) {}, // realMain prints and exits
+		HideVersion:    true,                         // "version" is a command
+		Metadata:       map[string]any{"stdin": stdin},
 	}
 }
 

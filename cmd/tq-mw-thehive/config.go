@@ -54,8 +54,8 @@ type fileConfig struct {
 	ThreatQ           threatqSection `yaml:"threatq"`
 	TheHive           thehiveSection `yaml:"thehive"`
 	Sync              syncSection    `yaml:"sync"`
-	Intake            intakeSection  `yaml:"intake"`
-	Worker            workerSection  `yaml:"worker"`
+	Intake            intakeSection  `yaml:"intake,omitempty"`
+	Worker            workerSection  `yaml:"worker,omitempty"`
 	ReconcileInterval string         `yaml:"reconcile_interval,omitempty"`
 	Retention         string         `yaml:"retention,omitempty"`
 }
@@ -510,6 +510,9 @@ func (fc *fileConfig) validate() (*config, error) {
 // URL; https is assumed for bare hosts.
 func threatqBaseURL(host string) (string, error) {
 	host = strings.TrimSpace(host)
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		host = "[" + host + "]" // bare IPv6
+	}
 	if !strings.Contains(host, "://") {
 		if strings.ContainsAny(host, "/?# ") {
 			return "", fmt.Errorf("want a host name, an IP or https://host[:port], got %q", host)
@@ -584,16 +587,24 @@ func buildAgentConfig(cfg *config, g globalOptions, lookupEnv func(string) (stri
 	}, nil
 }
 
+const configHeader = `# tq-mw-thehive configuration. Keep this file mode 0600: it holds secrets.
+# Any key can be overridden by an env var: TQ_THEHIVE_ + the dotted key
+# upper-cased with dots as underscores (threatq.password ->
+# TQ_THEHIVE_THREATQ_PASSWORD). Secrets may also come from *_file keys.
+# Edit and send SIGHUP to the agent to reload.
+`
+
 // writeConfigFile writes fc to path with mode 0600, creating the directory
 // 0700. It refuses to replace an existing file unless force is set.
 func writeConfigFile(path string, fc *fileConfig, force bool) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("create config dir: %w", err)
 	}
-	data, err := yaml.Marshal(fc)
+	body, err := yaml.Marshal(fc)
 	if err != nil {
 		return fmt.Errorf("encode config: %w", err)
 	}
+	data := append([]byte(configHeader), body...)
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if force {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC

@@ -16,9 +16,9 @@ import (
 var initCommand = &cli.Command{
 	Name:  "init",
 	Usage: "create the config file " + configFileName + " in --config DIR (mode 0600)",
-	Description: "Prompts for the ThreatQ and TheHive settings (passwords are not echoed). With\n" +
-		"--non-interactive every setting comes from the flags below or their env vars,\n" +
-		"and missing required ones are reported by key.",
+	Description: "Prompts for the ThreatQ and TheHive settings (passwords are not echoed).\n" +
+		"With --non-interactive every setting comes from the flags below or their env\n" +
+		"vars, and missing required ones are reported by name.",
 	Flags: append(dirFlags(),
 		&cli.BoolFlag{Name: "non-interactive", Usage: "take every setting from flags/env instead of prompting", EnvVars: env("NON_INTERACTIVE"), DefaultText: "prompt"},
 		&cli.BoolFlag{Name: "force", Usage: "overwrite an existing config file", DefaultText: "refuse"},

@@ -46,7 +46,7 @@ func newLogger(verbosity int, logDir string, stderr io.Writer) (*slog.Logger, io
 		console = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
 	}
 	if logDir == "" {
-		return slog.New(console), io.NopCloser(nil), nil
+		return slog.New(console), nopCloser{}, nil
 	}
 	if err := os.MkdirAll(logDir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("--loglocation: %w", err)
@@ -63,6 +63,10 @@ func newLogger(verbosity int, logDir string, stderr io.Writer) (*slog.Logger, io
 	file := slog.NewJSONHandler(lj, &slog.HandlerOptions{Level: level})
 	return slog.New(fanout{console, file}), lj, nil
 }
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)

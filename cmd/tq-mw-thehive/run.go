@@ -76,7 +76,12 @@ func runAction(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go reloadOnHUP(ctx, a, g, logger)
+	// Registered before Run so that an early SIGHUP cannot kill the
+	// process with the default action.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, a, g, logger)
 
 	logger.Info("starting agent", "version", version, "listen", acfg.ListenAddr, "db", acfg.DBPath)
 	if err := a.Run(ctx); err != nil {
@@ -89,10 +94,7 @@ func runAction(c *cli.Context) error {
 // reloadOnHUP re-reads the config on SIGHUP. A config that fails to load
 // or validate is logged and the running one stays in force: a typo must not
 // take down intake.
-func reloadOnHUP(ctx context.Context, a *agent.Agent, g globalOptions, logger *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, a *agent.Agent, g globalOptions, logger *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -52,10 +52,20 @@ type collection struct {
 	next    int
 	byID    map[int]*object
 	ordered []int
+	// byKey indexes ids by lower-cased title (events) or value, so exact
+	// lookups stay O(1) when a benchmark stores 100,000s of objects.
+	byKey map[string][]int
 }
 
 func newCollection(name string) *collection {
-	return &collection{name: name, byID: map[int]*object{}}
+	return &collection{name: name, byID: map[int]*object{}, byKey: map[string][]int{}}
+}
+
+func lookupKey(o *object) string {
+	if o.Title != "" {
+		return strings.ToLower(o.Title)
+	}
+	return strings.ToLower(o.Value)
 }
 
 func (c *collection) add(o *object) {
@@ -63,6 +73,28 @@ func (c *collection) add(o *object) {
 	o.ID = c.next
 	c.byID[o.ID] = o
 	c.ordered = append(c.ordered, o.ID)
+	k := lookupKey(o)
+	c.byKey[k] = append(c.byKey[k], o.ID)
+}
+
+// rekey moves o in the index after its title or value changed from old.
+func (c *collection) rekey(o *object, old string) {
+	k := lookupKey(o)
+	if k == old || c.byID[o.ID] != o {
+		return
+	}
+	ids := c.byKey[old]
+	if i := slices.Index(ids, o.ID); i >= 0 {
+		ids = slices.Delete(ids, i, i+1)
+		if len(ids) == 0 {
+			delete(c.byKey, old)
+		} else {
+			c.byKey[old] = ids
+		}
+	}
+	ids = c.byKey[k]
+	i, _ := slices.BinarySearch(ids, o.ID)
+	c.byKey[k] = slices.Insert(ids, i, o.ID)
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request, pattern string) {
@@ -414,6 +446,8 @@ func (s *Server) validate(coll string, in *objectIn, create bool) (string, strin
 // apply writes in's fields onto o. Attributes are appended unless the same
 // name/value pair is already there, as ThreatQ's consume does.
 func (s *Server) apply(coll string, o *object, in *objectIn) {
+	old := lookupKey(o)
+	defer s.colls[coll].rekey(o, old)
 	if in.Title != nil {
 		o.Title = *in.Title
 	}
@@ -572,7 +606,7 @@ func (s *Server) consume(w http.ResponseWriter, body []byte) {
 		in := &ins[i]
 		typeID, _ := lookupName(s.cfg.IndicatorTypes, in.Type, in.TypeID)
 		var o *object
-		for _, id := range c.ordered {
+		for _, id := range c.byKey[strings.ToLower(*in.Value)] { // the index narrows; the test below stays exact
 			if x := c.byID[id]; x != nil && x.Value == *in.Value && x.TypeID == typeID {
 				o = x
 				break
@@ -600,7 +634,13 @@ func (s *Server) list(w http.ResponseWriter, c *collection, q url.Values) {
 		offset = v
 	}
 	var hits []*object
-	for _, id := range c.ordered {
+	candidates := c.ordered
+	for _, field := range []string{"title", "value"} {
+		if v, ok := q[field]; ok && !strings.Contains(v[0], "%") {
+			candidates = c.byKey[strings.ToLower(v[0])]
+		}
+	}
+	for _, id := range candidates {
 		o := c.byID[id]
 		if t, ok := q["title"]; ok && !likeMatch(o.Title, t[0]) {
 			continue
