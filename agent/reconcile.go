@@ -289,6 +289,9 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions) (Summary, e
 		return Summary{}, err
 	}
 	db, err := store.Open(cfg.DBPath, store.Options{Timeout: time.Second})
+	if errors.Is(err, store.ErrLocked) {
+		return Summary{}, fmt.Errorf("backfill: %w; stop the agent first (its periodic reconcile, reconcile_interval, does the same work while it runs)", err)
+	}
 	if err != nil {
 		return Summary{}, fmt.Errorf("backfill: open outbox: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -240,5 +241,37 @@ func TestBackfillDryRunWritesNothing(t *testing.T) {
 	sum, err = agent.Backfill(t.Context(), cfg, agent.BackfillOptions{})
 	if err != nil || sum.Cases != 20 {
 		t.Fatalf("real run after dry run: %+v, %v", sum, err)
+	}
+}
+
+// `run` reconciles periodically: cases that never arrived by webhook reach
+// ThreatQ, and a later change is picked up by the next run.
+func TestPeriodicReconcile(t *testing.T) {
+	th := thehivetest.NewServer(t, thehivetest.Options{Cases: 15, ObservablesPerCase: 2, Seed: 17, APIKey: "k"})
+	tq := threatqtest.NewServer(t)
+	cfg := withTheHive(syncConfig(t, tq), th, "k")
+	cfg.ReconcileInterval = 200 * time.Millisecond
+	cfg.Sync.IncludeCasesWithoutObservables = true
+	ta := startAgent(t, cfg)
+	waitFor(t, 30*time.Second, "the first reconcile to sync every case", func() bool { return len(tq.Snapshot().Events) == 15 })
+	c := th.Cases()[3]
+	updated, err := th.UpdateCase(c.ID, func(c *thehive.Case) { c.Status = "Closed" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a later reconcile to pick up the change", func() bool {
+		for _, ev := range tq.Snapshot().Events {
+			if ev.Title == mapping.Title(&updated) {
+				return slices.Equal(ev.Values("Status"), []string{"Closed"})
+			}
+		}
+		return false
+	})
+	if n := len(tq.Snapshot().Events); n != 15 {
+		t.Errorf("%d events after the update, want 15", n)
+	}
+	m := scrape(t, ta.URL)
+	if m["tq_thehive_reconcile_last_success_timestamp_seconds"] == 0 {
+		t.Error("reconcile_last_success metric not set")
 	}
 }
