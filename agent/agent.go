@@ -160,6 +160,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("agent: thehive client: %w", err)
 		}
 	}
+	a.resolveTLP(ctx, th)
 	a.build(db, tq, th)
 
 	ln, err := net.Listen("tcp", a.cfg.ListenAddr)
@@ -231,6 +232,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.logger.Info("agent stopped")
 	return err
+}
+
+// resolveTLP settles tlp_scheme "auto" from TheHive's version, once at start.
+func (a *Agent) resolveTLP(ctx context.Context, th *thehive.Client) {
+	var status func(context.Context) (string, error)
+	if th != nil {
+		status = th.Status
+	}
+	scheme, version := resolveTLPScheme(ctx, a.cfg.Sync.TLPScheme, status)
+	if scheme != a.cfg.Sync.TLPScheme {
+		a.logger.Info("TLP numbering chosen", "tlp_scheme", scheme, "thehive_version", version)
+	}
+	a.cfg.Sync.TLPScheme = scheme
 }
 
 // build creates the components over an open store. Split from Run so tests
@@ -376,6 +390,9 @@ func (a *Agent) Reload(cfg Config) error {
 		return errors.New("agent: reload: agent is not running")
 	}
 	opts := cfg.Sync
+	if opts.TLPScheme == "" || opts.TLPScheme == mapping.TLPSchemeAuto {
+		opts.TLPScheme = a.cfg.Sync.TLPScheme // as resolved from TheHive's version at start
+	}
 	a.deliver.opts.Store(&opts)
 	ic := cfg.Intake
 	if ic.MaxBodyBytes <= 0 {

@@ -308,6 +308,7 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions) (Summary, e
 		}
 		tq = c
 	}
+	a.resolveTLP(ctx, th)
 	a.build(db, tq, th)
 	if opts.Total != nil {
 		var filter map[string]any
