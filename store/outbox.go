@@ -77,12 +77,17 @@ var idPrefix = []byte(`{"id":0,`)
 // including by a concurrent Append in the same commit — nothing is written
 // and Append returns the existing id with dup true.
 func (db *DB) Append(ctx context.Context, m *Message) (id uint64, dup bool, err error) {
-	if !json.Valid(m.Body) {
+	// One pass validates the body and compacts it; encode then splices it
+	// in as it is.
+	var compact bytes.Buffer
+	compact.Grow(len(m.Body))
+	if err := json.Compact(&compact, m.Body); err != nil {
 		return 0, false, fmt.Errorf("store: append: body is not valid JSON")
 	}
 	// Encode a private copy: the committer must never read memory the
 	// caller may touch again after a cancelled wait.
 	cp := *m
+	cp.Body = compact.Bytes()
 	cp.ID = 0
 	cp.State = StatePending
 	if cp.ReceivedAt.IsZero() {
@@ -524,14 +529,36 @@ func put(ob *bolt.Bucket, m *Message) error {
 
 // encode is json.Marshal without HTML escaping, so a stored body differs
 // from the received one only by insignificant whitespace.
+// bodyNull is how the encoder writes the Body field when it is cleared.
+// The sequence holds an unescaped quote, so it cannot occur inside any of
+// the string fields before it: its first occurrence is the field itself.
+var bodyNull = []byte(`,"body":null`)
+
+// encode renders m as stored. The body is spliced in verbatim instead of
+// going through encoding/json, which would re-scan and compact it: the
+// body is valid JSON already (Append compacts it, stored messages were),
+// and this is the intake hot path.
 func encode(m *Message) ([]byte, error) {
+	cp := *m
+	body := cp.Body
+	cp.Body = nil
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m); err != nil {
+	if err := enc.Encode(&cp); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	i := bytes.Index(b, bodyNull)
+	if i < 0 || len(body) == 0 {
+		return b, nil
+	}
+	out := make([]byte, 0, len(b)+len(body))
+	out = append(out, b[:i]...)
+	out = append(out, `,"body":`...)
+	out = append(out, body...)
+	out = append(out, b[i+len(bodyNull):]...)
+	return out, nil
 }
 
 func addHistory(m *Message, a Attempt) {
