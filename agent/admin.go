@@ -80,23 +80,13 @@ const codeNotFound = "not_found"
 // Responses are JSON; errors are {"error": "..."} with 400, 404 or 500.
 func NewAdminHandler(db *store.DB) http.Handler {
 	h := &adminHandler{db: db, logger: slog.Default().With("component", "admin")}
-	r := httprouter.New()
+	r := newRouter(h.logger, "")
 	r.GET("/outbox/stats", h.stats)
 	r.GET("/outbox/messages", h.list)
 	r.GET("/outbox/messages/:id", h.get)
 	r.POST("/outbox/messages/:id/requeue", h.requeue)
 	r.POST("/outbox/requeue-dead", h.requeueDead)
 	r.POST("/outbox/purge", h.purge)
-	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeAdminError(w, http.StatusNotFound, "no such endpoint "+req.URL.Path)
-	})
-	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeAdminError(w, http.StatusMethodNotAllowed, "method "+req.Method+" not allowed on "+req.URL.Path)
-	})
-	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
-		h.logger.Error("admin handler panic", "path", req.URL.Path, "panic", fmt.Sprint(v))
-		writeAdminError(w, http.StatusInternalServerError, "internal error")
-	}
 	return r
 }
 
@@ -111,7 +101,7 @@ func (h *adminHandler) stats(w http.ResponseWriter, r *http.Request, _ httproute
 		h.fail(w, err)
 		return
 	}
-	writeAdminJSON(w, http.StatusOK, toAdminStats(s))
+	writeJSON(w, http.StatusOK, toAdminStats(s))
 }
 
 func (h *adminHandler) list(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -120,14 +110,14 @@ func (h *adminHandler) list(w http.ResponseWriter, r *http.Request, _ httprouter
 	switch state {
 	case "", store.StatePending, store.StateDone, store.StateDead:
 	default:
-		writeAdminError(w, http.StatusBadRequest, fmt.Sprintf("state: want pending, done or dead, got %q", state))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("state: want pending, done or dead, got %q", state))
 		return
 	}
 	var after uint64
 	if s := q.Get("after"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			writeAdminError(w, http.StatusBadRequest, fmt.Sprintf("after: invalid id %q", s))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("after: invalid id %q", s))
 			return
 		}
 		after = v
@@ -136,7 +126,7 @@ func (h *adminHandler) list(w http.ResponseWriter, r *http.Request, _ httprouter
 	if s := q.Get("limit"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 1 || v > adminMaxLimit {
-			writeAdminError(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1-%d, got %q", adminMaxLimit, s))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1-%d, got %q", adminMaxLimit, s))
 			return
 		}
 		limit = v
@@ -149,7 +139,7 @@ func (h *adminHandler) list(w http.ResponseWriter, r *http.Request, _ httprouter
 	if msgs == nil {
 		msgs = []store.Message{}
 	}
-	writeAdminJSON(w, http.StatusOK, msgs)
+	writeJSON(w, http.StatusOK, msgs)
 }
 
 func (h *adminHandler) get(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
@@ -162,7 +152,7 @@ func (h *adminHandler) get(w http.ResponseWriter, r *http.Request, ps httprouter
 		h.fail(w, err)
 		return
 	}
-	writeAdminJSON(w, http.StatusOK, m)
+	writeJSON(w, http.StatusOK, m)
 }
 
 func (h *adminHandler) requeue(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
@@ -175,7 +165,7 @@ func (h *adminHandler) requeue(w http.ResponseWriter, r *http.Request, ps httpro
 		return
 	}
 	n := 1
-	writeAdminJSON(w, http.StatusOK, adminCount{Requeued: &n})
+	writeJSON(w, http.StatusOK, adminCount{Requeued: &n})
 }
 
 func (h *adminHandler) requeueDead(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -184,14 +174,14 @@ func (h *adminHandler) requeueDead(w http.ResponseWriter, r *http.Request, _ htt
 		h.fail(w, err)
 		return
 	}
-	writeAdminJSON(w, http.StatusOK, adminCount{Requeued: &n})
+	writeJSON(w, http.StatusOK, adminCount{Requeued: &n})
 }
 
 func (h *adminHandler) purge(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	s := r.URL.Query().Get("done_before")
 	before, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		writeAdminError(w, http.StatusBadRequest, fmt.Sprintf("done_before: want an RFC 3339 time, got %q", s))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("done_before: want an RFC 3339 time, got %q", s))
 		return
 	}
 	n, err := h.db.Purge(r.Context(), before)
@@ -199,14 +189,14 @@ func (h *adminHandler) purge(w http.ResponseWriter, r *http.Request, _ httproute
 		h.fail(w, err)
 		return
 	}
-	writeAdminJSON(w, http.StatusOK, adminCount{Purged: &n})
+	writeJSON(w, http.StatusOK, adminCount{Purged: &n})
 }
 
 func parseID(w http.ResponseWriter, ps httprouter.Params) (uint64, bool) {
 	s := ps.ByName("id")
 	id, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || id == 0 {
-		writeAdminError(w, http.StatusBadRequest, fmt.Sprintf("invalid message id %q", s))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid message id %q", s))
 		return 0, false
 	}
 	return id, true
@@ -214,21 +204,11 @@ func parseID(w http.ResponseWriter, ps httprouter.Params) (uint64, bool) {
 
 func (h *adminHandler) fail(w http.ResponseWriter, err error) {
 	if errors.Is(err, store.ErrNotFound) {
-		writeAdminJSON(w, http.StatusNotFound, adminError{Error: err.Error(), Code: codeNotFound})
+		writeJSON(w, http.StatusNotFound, adminError{Error: err.Error(), Code: codeNotFound})
 		return
 	}
 	h.logger.Error("admin request failed", "error", err)
-	writeAdminError(w, http.StatusInternalServerError, err.Error())
-}
-
-func writeAdminJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeAdminError(w http.ResponseWriter, status int, msg string) {
-	writeAdminJSON(w, status, adminError{Error: msg})
+	writeError(w, http.StatusInternalServerError, err.Error())
 }
 
 // AdminClient talks to NewAdminHandler over the agent's unix socket. Its

@@ -278,23 +278,13 @@ func (a *Agent) build(db *store.DB, tq ThreatQ, th *thehive.Client) {
 
 // Handler is the webhook listener's router.
 func (a *Agent) Handler() http.Handler {
-	r := httprouter.New()
+	r := newRouter(a.logger, " (TheHive posts to /cases)")
 	r.POST("/cases", a.intake.handleCases)
 	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.GET("/readyz", a.handleReady)
 	r.Handler(http.MethodGet, "/metrics", a.Metrics())
-	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (TheHive posts to /cases)")
-	})
-	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
-	})
-	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
-		a.logger.Error("handler panic", "path", r.URL.Path, "panic", fmt.Sprint(v))
-		writeError(w, http.StatusInternalServerError, "internal error")
-	}
 	return r
 }
 

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -29,20 +28,6 @@ type intake struct {
 	cfg     atomic.Pointer[IntakeConfig]
 	metrics *metrics
 	logger  *slog.Logger
-}
-
-type jsonError struct {
-	Error string `json:"error"`
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, jsonError{Error: msg})
 }
 
 // authorized checks the optional webhook credentials in constant time.

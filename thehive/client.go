@@ -7,10 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tqlabs/tq-mw-thehive/internal/retrylog"
+	"github.com/tqlabs/tq-mw-thehive/internal/retry"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -86,12 +85,12 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{base: base, cfg: cfg, log: cfg.Logger}
 	c.http = &retryablehttp.Client{
 		HTTPClient:   hc,
-		Logger:       retrylog.New(cfg.Logger),
+		Logger:       retry.New(cfg.Logger),
 		RetryWaitMin: cfg.RetryWaitMin,
 		RetryWaitMax: cfg.RetryWaitMax,
 		RetryMax:     cfg.RetryMax,
 		CheckRetry:   checkRetry,
-		Backoff:      backoff,
+		Backoff:      retry.Backoff,
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	return c, nil
@@ -205,45 +204,6 @@ func retryableTransportError(err error) bool {
 	return true
 }
 
-// backoff waits what Retry-After asks on a 429/503 (capped at max: a proxy
-// asking for an hour must not stall a backfill silently), otherwise
-// exponentially from min with full jitter, capped at max.
-func backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
-	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return min(hi, d)
-		}
-	}
-	upper := hi
-	if attempt < 30 {
-		if u := lo << uint(attempt+1); u > 0 && u < hi {
-			upper = u
-		}
-	}
-	if upper <= lo {
-		return lo
-	}
-	return lo + rand.N(upper-lo+1)
-}
-
-// retryAfter parses a Retry-After value: delay seconds or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(0, t.Sub(now)), true
-	}
-	return 0, false
-}
-
 // maxBody bounds what one answer may hold; a page of 500 cases is a few MB.
 const maxBody = 256 << 20
 
@@ -302,7 +262,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		if attempt >= c.cfg.RetryMax {
 			return resp.Header, fmt.Errorf("read response (after %d attempts): %w", attempt+1, derr)
 		}
-		wait := backoff(c.cfg.RetryWaitMin, c.cfg.RetryWaitMax, attempt, nil)
+		wait := retry.Backoff(c.cfg.RetryWaitMin, c.cfg.RetryWaitMax, attempt, nil)
 		c.log.Warn("incomplete response from TheHive, retrying", "path", path, "attempt", attempt+1, "wait", wait, "error", derr)
 		t := time.NewTimer(wait)
 		select {

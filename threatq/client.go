@@ -7,10 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tqlabs/tq-mw-thehive/internal/retrylog"
+	"github.com/tqlabs/tq-mw-thehive/internal/retry"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -119,11 +118,11 @@ func NewClient(cfg Config) (*Client, error) {
 			RetryWaitMax: cfg.RetryWaitMax,
 			RetryMax:     cfg.RetryMax,
 			CheckRetry:   checkRetry,
-			Backoff:      backoff,
+			Backoff:      retry.Backoff,
 			ErrorHandler: retryablehttp.PassthroughErrorHandler,
 		}
 	}
-	c.http = newRetry(retrylog.New(cfg.Logger))
+	c.http = newRetry(retry.New(cfg.Logger))
 	c.tokenRTC = newRetry(nil)
 	return c, nil
 }
@@ -227,54 +226,6 @@ func retryableTransportError(err error) bool {
 		return false
 	}
 	return true
-}
-
-// backoff waits Retry-After when a 429/503 carries it (capped at max),
-// otherwise exponentially from min with full jitter, capped at max.
-func backoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
-	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			if d > max {
-				d = max
-			}
-			if d < min {
-				d = min
-			}
-			return d
-		}
-	}
-	upper := max
-	if attempt < 30 {
-		if u := min << uint(attempt+1); u > 0 && u < max {
-			upper = u
-		}
-	}
-	if upper <= min {
-		return min
-	}
-	return min + rand.N(upper-min+1)
-}
-
-// retryAfter parses a Retry-After value: delay seconds or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		if d < 0 {
-			d = 0
-		}
-		return d, true
-	}
-	return 0, false
 }
 
 // envelope is ThreatQ's {"data": …} wrapper.
@@ -437,7 +388,7 @@ func (c *Client) retryOp(ctx context.Context, op func() error) error {
 		if err == nil || !isTransient(err) || attempt >= c.cfg.RetryMax {
 			return err
 		}
-		wait := backoff(c.cfg.RetryWaitMin, c.cfg.RetryWaitMax, attempt, nil)
+		wait := retry.Backoff(c.cfg.RetryWaitMin, c.cfg.RetryWaitMax, attempt, nil)
 		c.log.Debug("retrying upsert", "error", err, "wait", wait)
 		t := time.NewTimer(wait)
 		select {

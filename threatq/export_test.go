@@ -1,8 +1,10 @@
 package threatq
 
+import "github.com/tqlabs/tq-mw-thehive/internal/retry"
+
 // Test hooks: the retry policy's pure parts and the parsed base URL.
 var (
-	Backoff    = backoff
+	Backoff    = retry.Backoff
 	CheckRetry = checkRetry
 )
 

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/metrics"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -113,17 +115,21 @@ func backfillAction(c *cli.Context) error {
 	logger.Info("backfill starting", "thehive", acfg.TheHive.URL, "organisation", acfg.TheHive.Organisation,
 		"since", since, "restart", opts.Restart, "dry_run", opts.DryRun, "page_size", opts.PageSize)
 	start := time.Now()
+	heap := sampleHeap()
 	sum, runErr := agent.Backfill(ctx, acfg, opts)
+	peakHeap := heap()
 	prog.finish()
 	elapsed := time.Since(start)
+	logger.Debug("backfill memory", "go_heap_peak_bytes", peakHeap)
 
 	if c.Bool("json") {
 		out := struct {
 			agent.Summary
-			Seconds float64 `json:"seconds"`
-			DryRun  bool    `json:"dry_run"`
-			Error   string  `json:"error,omitempty"`
-		}{Summary: sum, Seconds: elapsed.Seconds(), DryRun: opts.DryRun}
+			Seconds  float64 `json:"seconds"`
+			DryRun   bool    `json:"dry_run"`
+			PeakHeap uint64  `json:"go_heap_peak_bytes"`
+			Error    string  `json:"error,omitempty"`
+		}{Summary: sum, Seconds: elapsed.Seconds(), DryRun: opts.DryRun, PeakHeap: peakHeap}
 		if runErr != nil {
 			out.Error = runErr.Error()
 		}
@@ -143,6 +149,44 @@ func backfillAction(c *cli.Context) error {
 		return &runtimeError{err: fmt.Errorf("backfill: %w", runErr)}
 	}
 	return nil
+}
+
+// sampleHeap watches the Go heap (live and not yet swept objects) until the
+// returned function is called, which returns the peak. The backfill's memory
+// must not grow with the size of TheHive; this makes that checkable on any
+// run (--json), not only in a benchmark.
+func sampleHeap() func() uint64 {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() uint64 {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			return sample[0].Value.Uint64()
+		}
+		return 0
+	}
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := read(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-stopped
+		return peak.Load()
+	}
 }
 
 // backfillProgress draws a bar on a terminal, or logs a line every few

@@ -1,11 +1,13 @@
-// Package retrylog adapts slog to go-retryablehttp's LeveledLogger.
-//
+// Package retry holds what the ThreatQ and TheHive clients share of their
+// go-retryablehttp policy: the backoff (with Retry-After) and an slog
+// adapter for its logger.
+package retry
+
 // retryablehttp logs every failed attempt at error level, even the ones it
 // is about to retry. Those are expected during an outage and the caller
 // reports the final failure itself (the worker, with rate limiting), so the
 // adapter logs attempts at debug and "giving up" at warn: an outage does
 // not flood the log with one error per retry.
-package retrylog
 
 import (
 	"log/slog"

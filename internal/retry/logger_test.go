@@ -1,4 +1,4 @@
-package retrylog_test
+package retry_test
 
 import (
 	"bytes"
@@ -8,14 +8,14 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
-	"github.com/tqlabs/tq-mw-thehive/internal/retrylog"
+	"github.com/tqlabs/tq-mw-thehive/internal/retry"
 )
 
-var _ retryablehttp.LeveledLogger = (*retrylog.Logger)(nil)
+var _ retryablehttp.LeveledLogger = (*retry.Logger)(nil)
 
 func TestLevelsAndRedaction(t *testing.T) {
 	var buf bytes.Buffer
-	l := retrylog.New(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	l := retry.New(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	l.Error("request failed", "url", "https://tq/api/token?refresh_token=SECRET", "error", "EOF")
 	if buf.Len() != 0 {
 		t.Fatalf("a retried attempt was logged above debug: %s", buf.String())
@@ -28,7 +28,7 @@ func TestLevelsAndRedaction(t *testing.T) {
 	if strings.Contains(got, "SECRET") {
 		t.Fatalf("query string leaked into the log: %q", got)
 	}
-	if retrylog.New(nil) != nil {
+	if retry.New(nil) != nil {
 		t.Fatal("New(nil) must be nil so retryablehttp logs nothing")
 	}
 }
