@@ -416,11 +416,23 @@ func (a *Agent) httpClient(service string, insecure bool, proxy string, timeout 
 	} else {
 		tr.Proxy = nil
 	}
+	if service == "thehive" {
+		// TheHive's queries are heavy (each holds a database transaction):
+		// however many cases the reconciler works on in parallel, at most
+		// this many requests are in flight; the rest wait for a connection.
+		tr.MaxConnsPerHost = theHiveMaxInFlight
+	}
 	return &http.Client{Transport: &instrumented{next: tr, service: service, m: a.metrics}, Timeout: timeout}
 }
 
+// theHiveMaxInFlight bounds concurrent requests to TheHive (SPEC §7: 1–4).
+const theHiveMaxInFlight = 4
+
 func (a *Agent) clientConfigThreatQ() threatq.Config {
 	c := a.cfg.ThreatQ
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = a.httpClient("threatq", c.InsecureSkipVerify, c.ProxyURL, c.Timeout)
 	}
@@ -432,6 +444,9 @@ func (a *Agent) clientConfigThreatQ() threatq.Config {
 
 func (a *Agent) clientConfigTheHive() thehive.Config {
 	c := a.cfg.TheHive
+	if c.Timeout <= 0 {
+		c.Timeout = 60 * time.Second // queries are heavy
+	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = a.httpClient("thehive", c.InsecureSkipVerify, c.ProxyURL, c.Timeout)
 	}

@@ -23,6 +23,9 @@ func syncConfig(t testing.TB, tq *threatqtest.Server) agent.Config {
 		BaseURL: tq.URL, ClientID: tq.ClientID, Email: tq.Email, Password: tq.Password,
 		RetryMax: 3, RetryWaitMin: 5 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond,
 		Timeout: 5 * time.Second,
+		// The fake applies a write at once, or (slow fault) after a delay
+		// that tests using one set SettleTime for.
+		SettleTime: 50 * time.Millisecond,
 	}
 	cfg.RetryBase = 20 * time.Millisecond
 	cfg.RetryMax = 200 * time.Millisecond
@@ -261,8 +264,12 @@ func TestSyncOptions(t *testing.T) {
 // last update wins.
 func TestSyncTransientFaults(t *testing.T) {
 	tq := threatqtest.NewServer(t, threatqtest.WithSeed(7))
-	tq.SetFaults(threatqtest.Faults{Rate500: 0.06, Rate503: 0.06, Rate429: 0.06, RateDrop: 0.06, RateDropAfterCommit: 0.06})
-	ta := startAgent(t, syncConfig(t, tq))
+	tq.SetFaults(threatqtest.Faults{Rate500: 0.06, Rate503: 0.06, Rate429: 0.06, RateDrop: 0.06, RateDropAfterCommit: 0.06,
+		RateSlow: 0.03, Slow: 600 * time.Millisecond}) // slower than the client's timeout below: a timeout, retried
+	cfg := syncConfig(t, tq)
+	cfg.ThreatQ.Timeout = 300 * time.Millisecond
+	cfg.ThreatQ.SettleTime = 700 * time.Millisecond // > Slow: a timed-out write lands before the re-check
+	ta := startAgent(t, cfg)
 	const cases, obsPerCase, updates = 12, 3, 4
 	var wg sync.WaitGroup
 	for c := range cases {

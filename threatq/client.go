@@ -10,6 +10,7 @@ import (
 	"github.com/tqlabs/tq-mw-thehive/internal/retry"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -29,8 +30,11 @@ type Client struct {
 	http     *retryablehttp.Client // API calls, logs through cfg.Logger
 	tokenRTC *retryablehttp.Client // /api/token only: no logger, it carries secrets
 	log      *slog.Logger
-	now      func() time.Time
-	requests atomic.Int64
+	// unsettled holds, per Event/Incident (collection + TheHive id), when
+	// a create of it went unanswered; see UpsertEvent.
+	unsettled sync.Map
+	now       func() time.Time
+	requests  atomic.Int64
 
 	mu  sync.Mutex // guards tok
 	tok token
@@ -174,7 +178,10 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 type ctxKey int
 
-const unsafeKey ctxKey = 1
+const (
+	unsafeKey ctxKey = 1
+	markKey   ctxKey = 2 // func() that flags an unanswered write, see checkRetry
+)
 
 // unsafeWrite marks ctx so that a request is not resent after an ambiguous
 // failure (connection dropped, timeout, 500/504): the server may have
@@ -190,6 +197,13 @@ func unsafeWrite(ctx context.Context) context.Context {
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
+	}
+	// A write attempt with no answer, or a 5xx that may come after the
+	// work was done, may still take effect later, even if a resend then
+	// succeeds: flag its object for settleLater.
+	if mark, ok := ctx.Value(markKey).(func()); ok && (err != nil || (resp.StatusCode >= 500 &&
+		resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusServiceUnavailable)) {
+		mark()
 	}
 	unsafe, _ := ctx.Value(unsafeKey).(bool)
 	if err != nil {
@@ -240,6 +254,14 @@ type envelope struct {
 // may be nil. body, if not nil, is JSON-encoded once and replayed on
 // retries. On a 401 it logs in again and resends once. out, if not nil,
 // receives the envelope's data.
+// settleKeyCtx carries the name of the object an upsert works on, so that
+// its unanswered writes can be flagged (see checkRetry and settleLater).
+type settleKeyCtx struct{}
+
+func withSettleKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, settleKeyCtx{}, key)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	var raw []byte
 	if body != nil {
@@ -275,6 +297,9 @@ func (c *Client) send(ctx context.Context, rc *retryablehttp.Client, method, pat
 	var body any
 	if raw != nil {
 		body = raw
+	}
+	if key, ok := ctx.Value(settleKeyCtx{}).(string); ok && method != http.MethodGet {
+		ctx = context.WithValue(ctx, markKey, func() { c.markUnsettled(key) })
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
@@ -362,7 +387,17 @@ func drain(resp *http.Response) {
 // isTransient reports whether an operation that failed with err may succeed
 // when run again from the start.
 func isTransient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	// A request that ran into the client's own timeout (http.Client.Timeout)
+	// is an unanswered request like a dropped connection; the caller's
+	// context running out is not (retryOp and the worker check ctx).
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	if IsPermanent(err) || IsAuth(err) {

@@ -29,6 +29,7 @@ func newClient(tb testing.TB, s *threatqtest.Server, mods ...func(*threatq.Confi
 		RetryWaitMin: time.Millisecond,
 		RetryWaitMax: 5 * time.Millisecond,
 		Timeout:      5 * time.Second,
+		SettleTime:   20 * time.Millisecond, // the fake applies a write at once or never
 		Logger:       quietLogger(),
 	}
 	for _, m := range mods {

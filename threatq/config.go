@@ -27,6 +27,13 @@ type Config struct {
 	RetryWaitMin time.Duration // default 200ms
 	RetryWaitMax time.Duration // default 10s
 
+	// SettleTime is how long a write that got no answer (timeout, dropped
+	// connection, 5xx) may still be applied by ThreatQ: before an upsert
+	// that had one returns, it waits that long after it and checks the
+	// object once more, removing a twin or a second attribute value that
+	// the late write left. Default twice Timeout.
+	SettleTime time.Duration
+
 	Logger *slog.Logger
 
 	// Now is the clock used for token expiry; nil means time.Now. Tests

@@ -1,6 +1,7 @@
 package threatq
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DateFormat is how ThreatQ writes and expects date-times (UTC).
@@ -134,6 +136,8 @@ func (c *Client) upsertEvent(ctx context.Context, ev Event, knownID int) (int, b
 
 	var created bool
 	id := knownID
+	settleKey := coll + "\x00" + cmp.Or(ev.TheHiveID, ev.Title)
+	ctx = withSettleKey(ctx, settleKey)
 	err = c.retryOp(ctx, func() error {
 		cur, err := c.currentEvent(ctx, coll, incident, &id, ev)
 		if err != nil {
@@ -194,7 +198,71 @@ func (c *Client) upsertEvent(ctx context.Context, ev Event, knownID int) (int, b
 	if err != nil {
 		return 0, false, err
 	}
+	if err := c.settleLater(ctx, settleKey, func() error {
+		if ev.TheHiveID != "" {
+			// A create that went unanswered may have made a twin.
+			if _, err := c.lookupEvent(ctx, coll, incident, ev, id); err != nil {
+				return err
+			}
+		}
+		cur, err := c.getObject(ctx, coll, id)
+		if err != nil {
+			return err
+		}
+		return c.reconcile(ctx, coll, cur, attrs, nil, ev.Tags, src)
+	}); err != nil {
+		return 0, false, err
+	}
 	return id, created, nil
+}
+
+// markUnsettled records that a write to the object named key got no answer
+// (timeout, dropped connection, 5xx): ThreatQ may still apply it later,
+// after a retry has already done the same, leaving a second object or a
+// second attribute value.
+func (c *Client) markUnsettled(key string) {
+	c.unsettled.Store(key, c.now()) // the latest unanswered write counts
+}
+
+// settleLater runs fix once the object named key has no unanswered write
+// that ThreatQ could still apply: it waits until settle() after the first
+// such write, then repeats the reconcile so that a late write's effect (a
+// twin, a second value) is undone. Without such a write it does nothing.
+func (c *Client) settleLater(ctx context.Context, key string, fix func() error) error {
+	v, ok := c.unsettled.Load(key)
+	if !ok {
+		return nil
+	}
+	if wait := v.(time.Time).Add(c.settle()).Sub(c.now()); wait > 0 && !sleepCtx(ctx, wait) {
+		return ctx.Err()
+	}
+	// Failing here fails the upsert (transiently): the caller's next try
+	// comes back to this check, so the mark is never forgotten.
+	if err := c.retryOp(ctx, fix); err != nil {
+		return fmt.Errorf("re-check after an unanswered write: %w", err)
+	}
+	c.unsettled.Delete(key)
+	return nil
+}
+
+// settle is how long a request that got no answer may still be applied by
+// ThreatQ (Config.SettleTime).
+func (c *Client) settle() time.Duration {
+	if c.cfg.SettleTime > 0 {
+		return c.cfg.SettleTime
+	}
+	return 2 * c.cfg.Timeout
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // currentEvent returns the stored object to update, or nil to create. It
@@ -211,6 +279,14 @@ func (c *Client) currentEvent(ctx context.Context, coll string, incident bool, i
 		c.log.Info("stored threatq id not found, looking up", "collection", coll, "id", *id)
 		*id = 0
 	}
+	return c.lookupEvent(ctx, coll, incident, ev, 0)
+}
+
+// lookupEvent finds the Event/Incident of ev by title (value) and TheHive
+// Id. Two of them can exist only after a create that went unanswered was
+// applied late; the oldest is kept (or keep, when non-zero) and the others
+// are deleted, since they are the agent's own duplicates.
+func (c *Client) lookupEvent(ctx context.Context, coll string, incident bool, ev Event, keep int) (*wireObject, error) {
 	key := "title"
 	if incident {
 		key = "value"
@@ -220,6 +296,7 @@ func (c *Client) currentEvent(ctx context.Context, coll string, incident bool, i
 	if err := c.do(ctx, http.MethodGet, "/api/"+coll, q, nil, &hits); err != nil {
 		return nil, err
 	}
+	var matches []*wireObject
 	for i := range hits {
 		h := &hits[i]
 		name := string(h.Title)
@@ -230,10 +307,31 @@ func (c *Client) currentEvent(ctx context.Context, coll string, incident bool, i
 			continue // the filter may be a LIKE
 		}
 		if ev.TheHiveID == "" || hasAttr(h.Attributes, TheHiveIDAttribute, ev.TheHiveID) {
-			return h, nil
+			matches = append(matches, h)
 		}
 	}
-	return nil, nil
+	if len(matches) == 0 {
+		return nil, nil
+	}
+	best := matches[0]
+	for _, m := range matches {
+		if (keep != 0 && m.ID == keep) || (keep == 0 && m.ID < best.ID) {
+			best = m
+		}
+	}
+	if ev.TheHiveID == "" {
+		return best, nil
+	}
+	for _, m := range matches {
+		if m.ID == best.ID {
+			continue
+		}
+		c.log.Warn("removing a duplicate left by an unanswered create", "collection", coll, "id", m.ID, "kept", best.ID, "thehive_id", ev.TheHiveID)
+		if err := c.do(ctx, http.MethodDelete, objPath(coll, m.ID), nil, nil, nil); err != nil && !isNotFound(err) {
+			return nil, err
+		}
+	}
+	return best, nil
 }
 
 // UpsertIndicator makes sure the indicator (value + type) exists with ind's
@@ -286,6 +384,8 @@ func (c *Client) upsertIndicator(ctx context.Context, ind Indicator, knownID int
 	}
 
 	const coll = string(KindIndicator)
+	settleKey := coll + "\x00" + typeName + "\x00" + ind.Value
+	ctx = withSettleKey(ctx, settleKey)
 	var created bool
 	id := knownID
 	err = c.retryOp(ctx, func() error {
@@ -343,6 +443,15 @@ func (c *Client) upsertIndicator(ctx context.Context, ind Indicator, knownID int
 	if err != nil {
 		return 0, false, err
 	}
+	if err := c.settleLater(ctx, settleKey, func() error {
+		cur, err := c.getObject(ctx, coll, id)
+		if err != nil {
+			return err
+		}
+		return c.reconcile(ctx, coll, cur, attrs, ind.RemoveAttributes, ind.Tags, src)
+	}); err != nil {
+		return 0, false, err
+	}
 	return id, created, nil
 }
 
@@ -386,6 +495,7 @@ func (c *Client) getObject(ctx context.Context, coll string, id int) (*wireObjec
 // object to the wanted state with as few writes as possible: attributes are
 // single-valued, so a changed value is PUT in place and extra values of the
 // same name are deleted; nothing is sent for what is already right.
+// reconcile brings cur's attributes, tags and source to the wanted state.
 func (c *Client) reconcile(ctx context.Context, coll string, cur *wireObject, want []Attribute, remove []string, tags []string, src wireSource) error {
 	base := objPath(coll, cur.ID)
 	byName := map[string][]wireAttr{}

@@ -133,7 +133,9 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) (*demoResult, erro
 		ListenAddr:  "127.0.0.1:0",
 		AdminSocket: filepath.Join(dir, socketFileName),
 		ThreatQ: threatq.Config{BaseURL: tq.URL, ClientID: tq.ClientID, Email: tq.Email, Password: tq.Password,
-			RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 200 * time.Millisecond},
+			RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 200 * time.Millisecond,
+			// The fake applies a write at once or never (no slow faults here).
+			SettleTime: 100 * time.Millisecond},
 		TheHive:   thehive.Config{URL: th.URL, APIKey: apiKey, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 200 * time.Millisecond},
 		RetryBase: 50 * time.Millisecond, RetryMax: time.Second,
 		Workers: 16,

@@ -77,6 +77,27 @@ func (c *collection) add(o *object) {
 	c.byKey[k] = append(c.byKey[k], o.ID)
 }
 
+// remove deletes o and every relation that points at it.
+func (s *Server) remove(c *collection, o *object) {
+	delete(c.byID, o.ID)
+	if i := slices.Index(c.ordered, o.ID); i >= 0 {
+		c.ordered = slices.Delete(c.ordered, i, i+1)
+	}
+	k := lookupKey(o)
+	if ids := c.byKey[k]; ids != nil {
+		if i := slices.Index(ids, o.ID); i >= 0 {
+			c.byKey[k] = slices.Delete(ids, i, i+1)
+		}
+	}
+	for coll2, ids := range o.Related {
+		for _, id := range ids {
+			if o2 := s.colls[coll2].byID[id]; o2 != nil {
+				o2.Related[c.name] = slices.DeleteFunc(o2.Related[c.name], func(x int) bool { return x == o.ID })
+			}
+		}
+	}
+}
+
 // rekey moves o in the index after its title or value changed from old.
 func (c *collection) rekey(o *object, old string) {
 	k := lookupKey(o)
@@ -169,6 +190,9 @@ func (s *Server) objectRoute(w http.ResponseWriter, r *http.Request, c *collecti
 		writeData(w, 200, s.render(c, o, r.URL.Query().Get("with")))
 	case len(rest) == 0 && m == http.MethodPut:
 		s.update(w, c, o, body, r.URL.Query().Get("with"))
+	case len(rest) == 0 && m == http.MethodDelete:
+		s.remove(c, o)
+		w.WriteHeader(http.StatusNoContent)
 	case len(rest) == 1 && rest[0] == "attributes" && m == http.MethodGet:
 		writeList(w, renderAttrs(o.Attributes), len(o.Attributes), len(o.Attributes), 0)
 	case len(rest) == 1 && rest[0] == "attributes" && m == http.MethodPost:
