@@ -117,19 +117,20 @@ func backfillAction(c *cli.Context) error {
 	start := time.Now()
 	heap := sampleHeap()
 	sum, runErr := agent.Backfill(ctx, acfg, opts)
-	peakHeap := heap()
+	peakLive, peakObjects := heap()
 	prog.finish()
 	elapsed := time.Since(start)
-	logger.Debug("backfill memory", "go_heap_peak_bytes", peakHeap)
+	logger.Debug("backfill memory", "go_heap_live_peak_bytes", peakLive, "go_heap_objects_peak_bytes", peakObjects)
 
 	if c.Bool("json") {
 		out := struct {
 			agent.Summary
-			Seconds  float64 `json:"seconds"`
-			DryRun   bool    `json:"dry_run"`
-			PeakHeap uint64  `json:"go_heap_peak_bytes"`
-			Error    string  `json:"error,omitempty"`
-		}{Summary: sum, Seconds: elapsed.Seconds(), DryRun: opts.DryRun, PeakHeap: peakHeap}
+			Seconds     float64 `json:"seconds"`
+			DryRun      bool    `json:"dry_run"`
+			PeakLive    uint64  `json:"go_heap_live_peak_bytes"`
+			PeakObjects uint64  `json:"go_heap_objects_peak_bytes"`
+			Error       string  `json:"error,omitempty"`
+		}{Summary: sum, Seconds: elapsed.Seconds(), DryRun: opts.DryRun, PeakLive: peakLive, PeakObjects: peakObjects}
 		if runErr != nil {
 			out.Error = runErr.Error()
 		}
@@ -151,20 +152,25 @@ func backfillAction(c *cli.Context) error {
 	return nil
 }
 
-// sampleHeap watches the Go heap (live and not yet swept objects) until the
-// returned function is called, which returns the peak. The backfill's memory
-// must not grow with the size of TheHive; this makes that checkable on any
-// run (--json), not only in a benchmark.
-func sampleHeap() func() uint64 {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			return sample[0].Value.Uint64()
+// sampleHeap watches the Go heap until the returned function is called,
+// which returns the peaks of the live heap (what the last GC found
+// reachable: the memory the backfill holds on to) and of all heap objects
+// (live plus garbage not yet collected). The backfill's memory must not
+// grow with the size of TheHive; this makes that checkable on any run
+// (--json), not only in a benchmark.
+func sampleHeap() func() (live, objects uint64) {
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+	var peakLive, peakObjects atomic.Uint64
+	read := func() {
+		metrics.Read(samples)
+		for i, p := range []*atomic.Uint64{&peakLive, &peakObjects} {
+			if samples[i].Value.Kind() == metrics.KindUint64 {
+				if v := samples[i].Value.Uint64(); v > p.Load() {
+					p.Store(v)
+				}
+			}
 		}
-		return 0
 	}
-	var peak atomic.Uint64
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -172,9 +178,7 @@ func sampleHeap() func() uint64 {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if v := read(); v > peak.Load() {
-				peak.Store(v)
-			}
+			read()
 			select {
 			case <-done:
 				return
@@ -182,10 +186,10 @@ func sampleHeap() func() uint64 {
 			}
 		}
 	}()
-	return func() uint64 {
+	return func() (uint64, uint64) {
 		close(done)
 		<-stopped
-		return peak.Load()
+		return peakLive.Load(), peakObjects.Load()
 	}
 }
 
