@@ -115,7 +115,7 @@ func (d *deliverer) deliverMessage(ctx context.Context, m *thehive.Message) (out
 		if m.RootID == "" {
 			return outcome{}, permanent("observable %s has no case id (rootId)", m.ObjectID)
 		}
-		return d.deliverObservable(ctx, m.RootID, m.Observable)
+		return d.deliverObservable(ctx, m.RootID, m.Observable, nil)
 	default:
 		return outcome{}, permanent("%s %s message without an object", m.ObjectType, m.Action)
 	}
@@ -127,11 +127,6 @@ func (d *deliverer) deliverMessage(ctx context.Context, m *thehive.Message) (out
 func (d *deliverer) deliverCase(ctx context.Context, c *thehive.Case) (outcome, error) {
 	defer d.lock(c.ID)()
 	opts := d.options()
-	if !d.dryRun {
-		if err := d.recordCase(ctx, c); err != nil {
-			return outcome{}, err
-		}
-	}
 	kind := caseKind(opts)
 	key := caseLinkKey(kind, c.ID)
 	link, linked, err := d.db.Link(key)
@@ -139,6 +134,14 @@ func (d *deliverer) deliverCase(ctx context.Context, c *thehive.Case) (outcome, 
 		return outcome{}, fmt.Errorf("read link: %w", err)
 	}
 	if !linked && !opts.IncludeCasesWithoutObservables {
+		// Deferred: the first syncable observable creates the Event from
+		// this state. (A linked case needs no stored state: its observables
+		// find the link.)
+		if !d.dryRun {
+			if err := d.recordCase(ctx, c); err != nil {
+				return outcome{}, err
+			}
+		}
 		return outcome{Skipped: "case has no synced observable yet (include_cases_without_observables is off)"}, nil
 	}
 	if linked && c.Modified() < link.Modified {
@@ -180,7 +183,7 @@ func (d *deliverer) recordCase(ctx context.Context, c *thehive.Case) error {
 // ensureEvent returns the Event/Incident of a case, creating it from the
 // latest stored case state (or, if the store never saw the case, from
 // TheHive) when it does not exist yet. The caller holds the case lock.
-func (d *deliverer) ensureEvent(ctx context.Context, caseID string, opts mapping.Options) (threatq.Ref, *store.Result, error) {
+func (d *deliverer) ensureEvent(ctx context.Context, caseID string, known *thehive.Case, opts mapping.Options) (threatq.Ref, *store.Result, error) {
 	kind := caseKind(opts)
 	key := caseLinkKey(kind, caseID)
 	link, linked, err := d.db.Link(key)
@@ -202,7 +205,12 @@ func (d *deliverer) ensureEvent(ctx context.Context, caseID string, opts mapping
 		if err := json.Unmarshal(body, &c); err != nil {
 			return threatq.Ref{}, nil, permanent("decode stored case %s: %v", caseID, err)
 		}
-	} else {
+	}
+	switch {
+	case known != nil && (!ok || known.Modified() >= c.Modified()):
+		c = *known // the backfill's own copy, as new as anything stored
+	case ok:
+	default:
 		if d.cases == nil {
 			return threatq.Ref{}, nil, permanent("case %s is unknown and no TheHive client is configured", caseID)
 		}
@@ -231,7 +239,11 @@ func (d *deliverer) ensureEvent(ctx context.Context, caseID string, opts mapping
 
 // deliverObservable upserts the Indicator of an observable of case caseID
 // and relates it to the case's Event/Incident.
-func (d *deliverer) deliverObservable(ctx context.Context, caseID string, o *thehive.Observable) (outcome, error) {
+//
+// known is the case as the caller has it (the backfill reads the case with
+// its observables), or nil; the Event is created from it or from the stored
+// state, whichever is newer.
+func (d *deliverer) deliverObservable(ctx context.Context, caseID string, o *thehive.Observable, known *thehive.Case) (outcome, error) {
 	opts := d.options()
 	ind, skip := mapping.Indicator(o, opts)
 	if skip != nil {
@@ -247,7 +259,7 @@ func (d *deliverer) deliverObservable(ctx context.Context, caseID string, o *the
 		return outcome{Results: []store.Result{{Kind: link.Kind, ID: link.ID, Action: "unchanged"}},
 			Skipped: "older than the state already applied"}, nil
 	}
-	ref, evResult, err := d.ensureEvent(ctx, caseID, opts)
+	ref, evResult, err := d.ensureEvent(ctx, caseID, known, opts)
 	if err != nil {
 		return outcome{}, err
 	}

@@ -217,22 +217,15 @@ func (s *summaryCounter) add(out outcome) {
 	}
 }
 
-// syncCase applies one case and all its observables. A failure of one object
-// is counted and logged, and the run goes on; only shutdown or TheHive
-// failing to list observables stops the page.
+// syncCase applies one case and all its observables. The observables go
+// first: the first syncable one creates the case's Event from the copy in
+// hand, so the case itself then costs nothing (its state is what the Event
+// was made from), and only cases left without an Event store their state
+// for later webhooks. A failure of one object is counted and logged, and
+// the run goes on; only shutdown or TheHive failing to list observables
+// stops the page.
 func (r *reconciler) syncCase(ctx context.Context, d *deliverer, c *thehive.Case, opts BackfillOptions, sum *summaryCounter) error {
 	sum.cases.Add(1)
-	out, err := r.withRetry(ctx, opts, func() (outcome, error) { return d.deliverCase(ctx, c) })
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		sum.failed.Add(1)
-		r.metrics.reconcileCases.WithLabelValues("failed").Inc()
-		r.logger.Error("backfill: case not synced", "case_id", c.ID, "error", err)
-	} else {
-		sum.add(out)
-	}
 	for obs, err := range r.th.CaseObservables(ctx, c.ID, opts.PageSize) {
 		if err != nil {
 			return fmt.Errorf("thehive: observables of case %s: %w (checkpoint kept; rerun to resume)", c.ID, err)
@@ -240,7 +233,7 @@ func (r *reconciler) syncCase(ctx context.Context, d *deliverer, c *thehive.Case
 		for i := range obs {
 			o := &obs[i]
 			sum.observables.Add(1)
-			out, err := r.withRetry(ctx, opts, func() (outcome, error) { return d.deliverObservable(ctx, c.ID, o) })
+			out, err := r.withRetry(ctx, opts, func() (outcome, error) { return d.deliverObservable(ctx, c.ID, o, c) })
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -252,6 +245,17 @@ func (r *reconciler) syncCase(ctx context.Context, d *deliverer, c *thehive.Case
 			sum.add(out)
 		}
 	}
+	out, err := r.withRetry(ctx, opts, func() (outcome, error) { return d.deliverCase(ctx, c) })
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		sum.failed.Add(1)
+		r.metrics.reconcileCases.WithLabelValues("failed").Inc()
+		r.logger.Error("backfill: case not synced", "case_id", c.ID, "error", err)
+		return nil
+	}
+	sum.add(out)
 	r.metrics.reconcileCases.WithLabelValues("synced").Inc()
 	return nil
 }
