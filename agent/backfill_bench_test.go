@@ -95,6 +95,9 @@ func runBackfillBinary(b *testing.B, cases int) backfillRun {
 	if sum.Cases != int64(cases) || sum.Failed != 0 {
 		b.Fatalf("summary %+v, want %d cases and no failures", sum, cases)
 	}
+	if fi, err := os.Stat(dir + "/tq-mw-thehive.db"); err == nil {
+		b.Logf("%d cases: outbox database %.1f MiB", cases, float64(fi.Size())/(1<<20))
+	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	return backfillRun{sum: sum, elapsed: elapsed, maxRSS: ru.Maxrss * 1024, maxAnon: maxAnon, maxHeap: mem.PeakLive, maxObjs: mem.PeakObjects}
 }

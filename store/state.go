@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,7 +32,9 @@ func (db *DB) Link(key string) (Link, bool, error) {
 			return nil
 		}
 		ok = true
-		return json.Unmarshal(v, &l)
+		var err error
+		l, err = decodeLink(v)
+		return err
 	})
 	if err != nil {
 		return Link{}, false, fmt.Errorf("store: link %q: %w", key, err)
@@ -47,10 +48,7 @@ func (db *DB) PutLink(ctx context.Context, key string, l Link) error {
 		if key == "" {
 			return errEmptyKey
 		}
-		v, err := json.Marshal(l)
-		if err != nil {
-			return err
-		}
+		v := encodeLink(l)
 		return db.update(ctx, false, func(tx *bolt.Tx) error {
 			return tx.Bucket(linksBucket).Put([]byte(key), v)
 		})
