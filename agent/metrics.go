@@ -32,7 +32,7 @@ func newMetrics() *metrics {
 	m.intakeLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "tq_thehive_intake_duration_seconds",
 		Help:    "Time from request start to acknowledgement on /cases (includes the fsync'd commit).",
-		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
+		Buckets: []float64{.0005, .001, .002, .003, .004, .005, .0075, .01, .025, .05, .1, .25, .5, 1},
 	})
 	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tq_thehive_deliveries_total",
