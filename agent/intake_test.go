@@ -206,8 +206,9 @@ func (ta *testAgent) do(t testing.TB, method, path string, body []byte, hdr map[
 	return resp.StatusCode, out
 }
 
-// without deletes a (dotted) key from a JSON object.
-func without(t testing.TB, body []byte, path string) []byte {
+// editJSON decodes a JSON object, applies set to the map holding the last
+// element of a dotted path, and encodes it again.
+func editJSON(t testing.TB, body []byte, path string, set func(m map[string]any, key string)) []byte {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {
@@ -218,23 +219,17 @@ func without(t testing.TB, body []byte, path string) []byte {
 	for _, k := range keys[:len(keys)-1] {
 		cur = cur[k].(map[string]any)
 	}
-	delete(cur, keys[len(keys)-1])
+	set(cur, keys[len(keys)-1])
 	b, _ := json.Marshal(m)
 	return b
 }
 
+// without deletes a (dotted) key from a JSON object.
+func without(t testing.TB, body []byte, path string) []byte {
+	return editJSON(t, body, path, func(m map[string]any, k string) { delete(m, k) })
+}
+
+// withField sets a (dotted) key of a JSON object.
 func withField(t testing.TB, body []byte, path string, v any) []byte {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(body, &m); err != nil {
-		t.Fatal(err)
-	}
-	keys := strings.Split(path, ".")
-	cur := m
-	for _, k := range keys[:len(keys)-1] {
-		cur = cur[k].(map[string]any)
-	}
-	cur[keys[len(keys)-1]] = v
-	b, _ := json.Marshal(m)
-	return b
+	return editJSON(t, body, path, func(m map[string]any, k string) { m[k] = v })
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tqlabs/tq-mw-thehive/internal/retry"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -270,7 +271,7 @@ func (r *reconciler) withRetry(ctx context.Context, opts BackfillOptions, f func
 		if err == nil || attempt >= opts.Attempts || errors.Is(err, errPermanent) || threatq.IsPermanent(err) || ctx.Err() != nil {
 			return out, err
 		}
-		if !sleepCtx(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return out, ctx.Err()
 		}
 		wait = min(wait*2, 30*time.Second)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"github.com/tqlabs/tq-mw-thehive/internal/retry"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -110,7 +111,7 @@ func (w *worker) run(ctx context.Context) error {
 			// Nothing is dead-lettered for this.
 			wait := time.Until(time.Unix(0, t).Add(w.authPause))
 			if wait > 0 {
-				if !sleepCtx(ctx, wait) {
+				if !retry.Sleep(ctx, wait) {
 					return nil
 				}
 			}
@@ -118,7 +119,7 @@ func (w *worker) run(ctx context.Context) error {
 		batch, err := w.db.NextBatch(w.now(), w.batchSize, w.busy)
 		if err != nil {
 			w.logger.Error("outbox read failed", "error", err)
-			if !sleepCtx(ctx, time.Second) {
+			if !retry.Sleep(ctx, time.Second) {
 				return nil
 			}
 			continue
@@ -175,7 +176,7 @@ func (w *worker) idle(ctx context.Context, emptyScans int) {
 		// off (ThreatQ down), rescanning it per commit would burn CPU that
 		// intake needs, so the rescans back off while they keep finding
 		// nothing: a new case then waits at most half a second.
-		sleepCtx(ctx, min(20*time.Millisecond<<min(emptyScans, 5), 500*time.Millisecond))
+		retry.Sleep(ctx, min(20*time.Millisecond<<min(emptyScans, 5), 500*time.Millisecond))
 	case <-w.laneDone:
 	case <-t.C:
 	}
@@ -335,16 +336,5 @@ func (w *worker) markDead(ctx context.Context, m store.Message, reason string) {
 	w.logger.Error("message dead-lettered", "id", m.ID, "object_type", m.ObjectType, "object_id", m.ObjectID, "reason", reason)
 	if err := w.db.MarkDead(context.WithoutCancel(ctx), m.ID, w.now(), reason); err != nil {
 		w.logger.Error("outbox mark dead failed", "id", m.ID, "error", err)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

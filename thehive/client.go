@@ -40,21 +40,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 60 * time.Second
 	}
-	if cfg.RetryMax == 0 {
-		cfg.RetryMax = 5
-	}
-	if cfg.RetryMax < 0 {
-		cfg.RetryMax = 0
-	}
-	if cfg.RetryWaitMin <= 0 {
-		cfg.RetryWaitMin = 500 * time.Millisecond
-	}
-	if cfg.RetryWaitMax <= 0 {
-		cfg.RetryWaitMax = 30 * time.Second
-	}
-	if cfg.RetryWaitMax < cfg.RetryWaitMin {
-		cfg.RetryWaitMax = cfg.RetryWaitMin
-	}
+	retry.Normalize(&cfg.RetryMax, &cfg.RetryWaitMin, &cfg.RetryWaitMax, 5, 500*time.Millisecond, 30*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default().With("component", "thehive")
 	}

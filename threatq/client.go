@@ -60,21 +60,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	if cfg.RetryMax == 0 {
-		cfg.RetryMax = 4
-	}
-	if cfg.RetryMax < 0 {
-		cfg.RetryMax = 0
-	}
-	if cfg.RetryWaitMin <= 0 {
-		cfg.RetryWaitMin = 200 * time.Millisecond
-	}
-	if cfg.RetryWaitMax <= 0 {
-		cfg.RetryWaitMax = 10 * time.Second
-	}
-	if cfg.RetryWaitMax < cfg.RetryWaitMin {
-		cfg.RetryWaitMax = cfg.RetryWaitMin
-	}
+	retry.Normalize(&cfg.RetryMax, &cfg.RetryWaitMin, &cfg.RetryWaitMax, 4, 200*time.Millisecond, 10*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default().With("component", "threatq")
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tqlabs/tq-mw-thehive/internal/retry"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -233,7 +234,7 @@ func (c *Client) settleLater(ctx context.Context, key string, fix func() error) 
 	if !ok {
 		return nil
 	}
-	if wait := v.(time.Time).Add(c.settle()).Sub(c.now()); wait > 0 && !sleepCtx(ctx, wait) {
+	if wait := v.(time.Time).Add(c.settle()).Sub(c.now()); wait > 0 && !retry.Sleep(ctx, wait) {
 		return ctx.Err()
 	}
 	// Failing here fails the upsert (transiently): the caller's next try
@@ -252,17 +253,6 @@ func (c *Client) settle() time.Duration {
 		return c.cfg.SettleTime
 	}
 	return 2 * c.cfg.Timeout
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // currentEvent returns the stored object to update, or nil to create. It

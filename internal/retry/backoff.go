@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -46,4 +47,35 @@ func RetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return max(0, t.Sub(now)), true
 	}
 	return 0, false
+}
+
+// Normalize fills unset retry settings with the given defaults: a zero
+// count becomes def, a negative one means no retries; non-positive waits
+// take their defaults, and the upper wait is never below the lower.
+func Normalize(count *int, lo, hi *time.Duration, def int, defLo, defHi time.Duration) {
+	switch {
+	case *count == 0:
+		*count = def
+	case *count < 0:
+		*count = 0
+	}
+	if *lo <= 0 {
+		*lo = defLo
+	}
+	if *hi <= 0 {
+		*hi = defHi
+	}
+	*hi = max(*hi, *lo)
+}
+
+// Sleep waits d, or until ctx ends; it reports whether d elapsed.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
