@@ -240,13 +240,17 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) (*demoResult, erro
 	} else {
 		fmt.Fprintf(w, "\nMISMATCH: ThreatQ does not hold what TheHive has.\n")
 	}
-	fmt.Fprintf(w, "\nlook closer:\n  %s outbox stats -c %s\n  %s outbox list --state done --limit 5 -c %s\n  curl %s/metrics\n  curl %s/readyz\n",
-		appName, dir, appName, dir, base, base)
+	self := os.Args[0]
+	if o.KeepRunning || o.Dir != "" {
+		fmt.Fprintf(w, "\nlook closer:\n  %s outbox stats -c %s\n  %s outbox list --state done --limit 5 -c %s\n  %s outbox show 2 -c %s\n",
+			self, dir, self, dir, self, dir)
+	}
 	if o.KeepRunning {
+		fmt.Fprintf(w, "  curl %s/metrics\n  curl %s/readyz\n  curl -H 'Content-Type: application/json' --data @testdata/webhook-case-update.json %s/cases\n", base, base, base)
 		fmt.Fprintf(w, "\neverything stays up (--keep-running); Ctrl-C to stop.\n")
 		<-ctx.Done()
-	} else if o.Dir == "" {
-		fmt.Fprintf(w, "(the outbox and the servers go away when the demo exits; use --keep-running or --dir DIR to keep them)\n")
+	} else {
+		fmt.Fprintf(w, "\nthe fakes and the agent stop now; run \"%s demo --keep-running\" to poke at them (outbox commands, /metrics, /readyz, curl).\n", self)
 	}
 	return res, nil
 }
