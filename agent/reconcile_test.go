@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,4 +275,32 @@ func TestPeriodicReconcile(t *testing.T) {
 	if m["tq_thehive_reconcile_last_success_timestamp_seconds"] == 0 {
 		t.Error("reconcile_last_success metric not set")
 	}
+}
+
+// A TheHive that keeps failing stops the backfill with a clear error and
+// the checkpoint of the last complete page; the rerun picks up from there.
+func TestBackfillStopsOnPersistentTheHiveFailure(t *testing.T) {
+	th := thehivetest.NewServer(t, thehivetest.Options{Cases: 40, ObservablesPerCase: 1, Seed: 23, APIKey: "k"})
+	tq := threatqtest.NewServer(t)
+	cfg := withTheHive(syncConfig(t, tq), th, "k")
+	cfg.TheHive.RetryMax = 2
+	pages := 0
+	_, err := agent.Backfill(t.Context(), cfg, agent.BackfillOptions{PageSize: 10, Progress: func(agent.Progress) {
+		if pages++; pages == 2 {
+			th.SetFaults(thehivetest.Faults{ErrorRate: 1})
+		}
+	}})
+	if err == nil || !strings.Contains(err.Error(), "checkpoint kept") {
+		t.Fatalf("backfill against a failing TheHive returned %v, want an error saying the checkpoint is kept", err)
+	}
+	th.SetFaults(thehivetest.Faults{})
+	sum, err := agent.Backfill(t.Context(), cfg, agent.BackfillOptions{PageSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Cases > 40-20 {
+		t.Errorf("the rerun walked %d cases; the first run had completed 2 pages of 10, so at most 20 remain", sum.Cases)
+	}
+	events, indicators := expected(th, cfg.Sync)
+	checkThreatQ(t, tq, events, indicators)
 }
