@@ -259,7 +259,10 @@ func (a *Agent) resolveTLP(ctx context.Context, th *thehive.Client) {
 // and the backfill command can use the same wiring.
 func (a *Agent) build(db *store.DB, tq ThreatQ, th *thehive.Client) {
 	a.db = db
-	a.deliver = &deliverer{db: db, tq: tq}
+	a.deliver = &deliverer{db: db}
+	if tq != nil {
+		a.deliver.setThreatQ(tq)
+	}
 	if th != nil {
 		a.deliver.cases = th
 	}
@@ -376,16 +379,30 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 }
 
 // Reload swaps in a new configuration (SIGHUP). The sync options (mapping,
-// ioc_only, ...) and the intake settings change for messages processed from
-// now on; the listener, the database and the ThreatQ/TheHive connections
-// stay as they are (restart to change those). An error leaves the old
-// config in force.
+// ioc_only, ...), the intake settings and the ThreatQ host and credentials
+// change for messages processed from now on; the listener, the database
+// and the TheHive connection stay as they are (restart to change those).
+// An error leaves the old config in force.
 func (a *Agent) Reload(cfg Config) error {
 	if err := cfg.Sync.Validate(); err != nil {
 		return fmt.Errorf("agent: reload: sync options: %w", err)
 	}
 	if a.deliver == nil || a.intake == nil {
 		return errors.New("agent: reload: agent is not running")
+	}
+	if threatQChanged(a.cfg.ThreatQ, cfg.ThreatQ) {
+		// New host or credentials (the usual fix for an auth failure):
+		// deliveries from now on use a client built from them.
+		next := a.cfg
+		next.ThreatQ = cfg.ThreatQ
+		tq, err := threatq.NewClient((&Agent{cfg: next, logger: a.logger, metrics: a.metrics}).clientConfigThreatQ())
+		if err != nil {
+			return fmt.Errorf("agent: reload: threatq: %w", err)
+		}
+		a.deliver.setThreatQ(tq)
+		a.cfg.ThreatQ = cfg.ThreatQ
+		a.worker.authFailedAt.Store(0) // try again at once
+		a.logger.Info("ThreatQ settings changed; using them from now on", "threatq", cfg.ThreatQ.BaseURL)
 	}
 	opts := cfg.Sync
 	if opts.TLPScheme == "" || opts.TLPScheme == mapping.TLPSchemeAuto {
@@ -399,6 +416,13 @@ func (a *Agent) Reload(cfg Config) error {
 	a.intake.cfg.Store(&ic)
 	a.logger.Info("configuration reloaded")
 	return nil
+}
+
+// threatQChanged reports whether a reload changes what the ThreatQ client
+// is built from.
+func threatQChanged(old, next threatq.Config) bool {
+	return old.BaseURL != next.BaseURL || old.ClientID != next.ClientID || old.Email != next.Email ||
+		old.Password != next.Password || old.InsecureSkipVerify != next.InsecureSkipVerify || old.ProxyURL != next.ProxyURL
 }
 
 // httpClient builds the outbound client of one service: TLS and proxy from

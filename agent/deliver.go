@@ -49,8 +49,9 @@ func permanent(format string, args ...any) error {
 // creates one, so a crash between "created in ThreatQ" and "link saved"
 // repeats an update, never a create.
 type deliverer struct {
-	db     *store.DB
-	tq     ThreatQ
+	db *store.DB
+	// tq is swapped by Reload when the ThreatQ settings change.
+	tq     atomic.Pointer[threatQRef]
 	cases  CaseSource
 	opts   atomic.Pointer[mapping.Options]
 	dryRun bool
@@ -59,6 +60,17 @@ type deliverer struct {
 	// reconciler, which would otherwise race to create its Event.
 	locks [256]sync.Mutex
 }
+
+type threatQRef struct{ ThreatQ }
+
+func (d *deliverer) threatQ() ThreatQ {
+	if r := d.tq.Load(); r != nil {
+		return r.ThreatQ
+	}
+	return nil
+}
+
+func (d *deliverer) setThreatQ(tq ThreatQ) { d.tq.Store(&threatQRef{tq}) }
 
 func (d *deliverer) lock(caseID string) func() {
 	h := fnv.New32a()
@@ -156,7 +168,7 @@ func (d *deliverer) deliverCase(ctx context.Context, c *thehive.Case) (outcome, 
 	if d.dryRun {
 		return outcome{Results: []store.Result{{Kind: string(kind), ID: link.ID, Action: "would-write"}}}, nil
 	}
-	id, created, err := d.tq.UpsertEvent(ctx, ev, link.ID)
+	id, created, err := d.threatQ().UpsertEvent(ctx, ev, link.ID)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -227,7 +239,7 @@ func (d *deliverer) ensureEvent(ctx context.Context, caseID string, known *thehi
 		}
 	}
 	ev := mapping.Event(&c, opts)
-	id, created, err := d.tq.UpsertEvent(ctx, ev, 0)
+	id, created, err := d.threatQ().UpsertEvent(ctx, ev, 0)
 	if err != nil {
 		return threatq.Ref{}, nil, err
 	}
@@ -278,7 +290,7 @@ func (d *deliverer) deliverObservable(ctx context.Context, caseID string, o *the
 		out.Results = append(out.Results, store.Result{Kind: string(threatq.KindIndicator), ID: link.ID, Action: "would-write"})
 		return out, nil
 	}
-	id, created, err := d.tq.UpsertIndicator(ctx, ind, link.ID, relatedKnown)
+	id, created, err := d.threatQ().UpsertIndicator(ctx, ind, link.ID, relatedKnown)
 	if err != nil {
 		return out, err
 	}

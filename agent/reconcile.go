@@ -148,7 +148,7 @@ func (r *reconciler) run(ctx context.Context, opts BackfillOptions) (Summary, er
 	}
 	d := r.deliver
 	if opts.DryRun {
-		dry := &deliverer{db: r.db, tq: d.tq, cases: d.cases, dryRun: true}
+		dry := &deliverer{db: r.db, cases: d.cases, dryRun: true}
 		dry.opts.Store(d.opts.Load())
 		d = dry
 	}

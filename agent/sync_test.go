@@ -409,6 +409,17 @@ func TestSyncAuthFailurePauses(t *testing.T) {
 	if st.Dead != 0 || st.Pending != 5 {
 		t.Fatalf("pending %d dead %d; want 5 observables pending, 0 dead", st.Pending, st.Dead)
 	}
+
+	// The operator fixes the password and reloads (SIGHUP): delivery resumes.
+	fixed := cfg
+	fixed.ThreatQ.Password = tq.Password
+	if err := ta.Reload(fixed); err != nil {
+		t.Fatal(err)
+	}
+	st = ta.waitDrained(t)
+	if st.Dead != 0 || len(tq.Snapshot().Indicators) != 1 {
+		t.Fatalf("after the fix: dead %d, indicators %d; want 0 and 1", st.Dead, len(tq.Snapshot().Indicators))
+	}
 }
 
 // /readyz turns degraded when the oldest pending message passes the
