@@ -360,7 +360,10 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(a.cfg.ReconcileInterval)
 	defer t.Stop()
 	for {
-		sum, err := a.recon.run(ctx, BackfillOptions{Checkpoint: CheckpointReconcile, Parallel: max(1, a.cfg.Workers/2)})
+		sum, err := a.recon.run(ctx, BackfillOptions{
+			Checkpoint: checkpointName(CheckpointReconcile, a.cfg.TheHive.Organisation, time.Time{}),
+			Parallel:   max(1, a.cfg.Workers/2),
+		})
 		switch {
 		case ctx.Err() != nil:
 			return

@@ -58,7 +58,7 @@ type deliverer struct {
 
 	// locks serialise work on one case across the worker and the
 	// reconciler, which would otherwise race to create its Event.
-	locks [256]sync.Mutex
+	locks [4096]sync.Mutex
 }
 
 type threatQRef struct{ ThreatQ }

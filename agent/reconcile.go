@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/tqlabs/tq-mw-thehive/internal/retry"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +25,19 @@ const (
 	CheckpointBackfill  = "backfill"  // full backfill, keyset on _createdAt
 	CheckpointReconcile = "reconcile" // periodic reconcile, keyset on _updatedAt
 )
+
+// checkpointName keeps walks apart that must not resume each other: each
+// TheHive organisation has its own cases, and a --since walk covers only
+// part of them (its cursor must not stand in for the full backfill's).
+func checkpointName(base, organisation string, since time.Time) string {
+	if !since.IsZero() {
+		base += "-since"
+	}
+	if organisation != "" {
+		base += ":" + organisation
+	}
+	return base
+}
 
 // reconcileOverlap is re-read before the incremental checkpoint: TheHive's
 // commit lag and clock skew can make a change visible after a later one.
@@ -83,7 +98,7 @@ type reconciler struct {
 // Restart walks every case again.
 func (r *reconciler) loadCursor(opts BackfillOptions) (thehive.Cursor, error) {
 	fresh := thehive.BackfillCursor()
-	if opts.Checkpoint == CheckpointReconcile {
+	if strings.HasPrefix(opts.Checkpoint, CheckpointReconcile) {
 		fresh = thehive.SyncCursor(0)
 	}
 	if !opts.Since.IsZero() {
@@ -239,6 +254,9 @@ func (r *reconciler) syncCase(ctx context.Context, d *deliverer, c *thehive.Case
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
+				if !isPermanent(err) {
+					return stopPage(c.ID, err)
+				}
 				sum.failed.Add(1)
 				r.logger.Error("backfill: observable not synced", "case_id", c.ID, "observable_id", o.ID, "error", err)
 				continue
@@ -251,6 +269,9 @@ func (r *reconciler) syncCase(ctx context.Context, d *deliverer, c *thehive.Case
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if !isPermanent(err) {
+			return stopPage(c.ID, err)
+		}
 		sum.failed.Add(1)
 		r.metrics.reconcileCases.WithLabelValues("failed").Inc()
 		r.logger.Error("backfill: case not synced", "case_id", c.ID, "error", err)
@@ -261,14 +282,26 @@ func (r *reconciler) syncCase(ctx context.Context, d *deliverer, c *thehive.Case
 	return nil
 }
 
-// withRetry retries transient ThreatQ failures a bounded number of times:
-// unlike the outbox, a backfill has nowhere to park an object, and the next
-// run picks up whatever still failed.
+func isPermanent(err error) bool {
+	return errors.Is(err, errPermanent) || threatq.IsPermanent(err)
+}
+
+// stopPage ends the run when ThreatQ stays unavailable (or refuses our
+// credentials) for an object: the page's checkpoint is not saved, so the
+// next run walks the page again instead of passing over what failed.
+// Objects that fail for good (a mapping ThreatQ rejects) are counted and
+// skipped instead; they are in the log and the summary.
+func stopPage(caseID string, err error) error {
+	return fmt.Errorf("case %s: %w (ThreatQ kept failing; checkpoint kept, rerun to resume)", caseID, err)
+}
+
+// withRetry retries transient ThreatQ failures a bounded number of times;
+// after that the page stops (see stopPage).
 func (r *reconciler) withRetry(ctx context.Context, opts BackfillOptions, f func() (outcome, error)) (outcome, error) {
 	wait := opts.RetryBase
 	for attempt := 1; ; attempt++ {
 		out, err := f()
-		if err == nil || attempt >= opts.Attempts || errors.Is(err, errPermanent) || threatq.IsPermanent(err) || ctx.Err() != nil {
+		if err == nil || attempt >= opts.Attempts || isPermanent(err) || ctx.Err() != nil {
 			return out, err
 		}
 		if !retry.Sleep(ctx, wait) {
@@ -286,9 +319,7 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions) (Summary, e
 	if cfg.TheHive.URL == "" {
 		return Summary{}, errors.New("backfill: thehive.url is not configured")
 	}
-	if opts.Checkpoint == "" {
-		opts.Checkpoint = CheckpointBackfill
-	}
+	opts.Checkpoint = checkpointName(cmp.Or(opts.Checkpoint, CheckpointBackfill), cfg.TheHive.Organisation, opts.Since)
 	a, err := New(cfg)
 	if err != nil {
 		return Summary{}, err
@@ -337,8 +368,6 @@ func (a *Agent) Backfill(ctx context.Context, opts BackfillOptions) (Summary, er
 	if a.recon == nil || a.recon.th == nil {
 		return Summary{}, errors.New("backfill: agent not running or thehive.url not configured")
 	}
-	if opts.Checkpoint == "" {
-		opts.Checkpoint = CheckpointBackfill
-	}
+	opts.Checkpoint = checkpointName(cmp.Or(opts.Checkpoint, CheckpointBackfill), a.cfg.TheHive.Organisation, opts.Since)
 	return a.recon.run(ctx, opts)
 }

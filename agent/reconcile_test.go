@@ -304,3 +304,47 @@ func TestBackfillStopsOnPersistentTheHiveFailure(t *testing.T) {
 	events, indicators := expected(th, cfg.Sync)
 	checkThreatQ(t, tq, events, indicators)
 }
+
+// ThreatQ down for longer than the backfill's retries: the run stops with
+// the page's checkpoint unsaved, and the rerun syncs everything (nothing is
+// passed over as "failed").
+func TestBackfillStopsWhileThreatQIsDown(t *testing.T) {
+	th := thehivetest.NewServer(t, thehivetest.Options{Cases: 30, ObservablesPerCase: 2, Seed: 29, APIKey: "k"})
+	tq := threatqtest.NewServer(t)
+	cfg := withTheHive(syncConfig(t, tq), th, "k")
+	pages := 0
+	_, err := agent.Backfill(t.Context(), cfg, agent.BackfillOptions{PageSize: 10, Attempts: 2, RetryBase: time.Millisecond,
+		Progress: func(agent.Progress) {
+			if pages++; pages == 1 {
+				tq.SetDown(true)
+			}
+		}})
+	if err == nil || !strings.Contains(err.Error(), "checkpoint kept") {
+		t.Fatalf("backfill with ThreatQ down returned %v, want a stop with the checkpoint kept", err)
+	}
+	tq.SetDown(false)
+	sum, err := agent.Backfill(t.Context(), cfg, agent.BackfillOptions{PageSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Cases != 20 || sum.Failed != 0 {
+		t.Errorf("rerun: %+v, want the 20 cases after the first page, none failed", sum)
+	}
+	events, indicators := expected(th, cfg.Sync)
+	checkThreatQ(t, tq, events, indicators)
+}
+
+// Each organisation, and a --since walk, keeps its own checkpoint.
+func TestBackfillCheckpointsPerWalk(t *testing.T) {
+	th := thehivetest.NewServer(t, thehivetest.Options{Cases: 12, ObservablesPerCase: 1, Seed: 31, APIKey: "k"})
+	tq := threatqtest.NewServer(t)
+	cfg := withTheHive(syncConfig(t, tq), th, "k")
+	since := time.Now().Add(-time.Hour) // after every generated case: the --since walk finds none
+	if sum, err := agent.Backfill(t.Context(), cfg, agent.BackfillOptions{Since: since}); err != nil || sum.Cases != 0 {
+		t.Fatalf("--since walk: %+v, %v", sum, err)
+	}
+	// The full backfill is not mistaken for the finished --since walk.
+	if sum, err := agent.Backfill(t.Context(), cfg, agent.BackfillOptions{}); err != nil || sum.Cases != 12 {
+		t.Fatalf("full backfill after a --since walk: %+v, %v; want all 12 cases", sum, err)
+	}
+}

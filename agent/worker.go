@@ -207,10 +207,15 @@ type parsedMessage struct {
 // processLane applies the messages of one case in order. It stops at the
 // first transient failure: the rest of the lane waits behind it.
 func (w *worker) processLane(ctx context.Context, lane []store.Message) {
-	parsed := make([]parsedMessage, len(lane))
-	for i, m := range lane {
+	parsed := make([]parsedMessage, 0, len(lane))
+	for _, m := range lane {
+		// The batch was read before an earlier lane of this case marked
+		// its messages; deliver only what is still pending now.
+		if cur, err := w.db.Get(m.ID); err != nil || cur.State != store.StatePending {
+			continue
+		}
 		msg, err := thehive.ParseWebhook(m.Body)
-		parsed[i] = parsedMessage{stored: m, msg: msg, err: err}
+		parsed = append(parsed, parsedMessage{stored: m, msg: msg, err: err})
 	}
 	// Coalescing: of several pending updates of one object only the newest
 	// state needs to reach ThreatQ; the others are marked done as coalesced.

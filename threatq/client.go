@@ -33,8 +33,10 @@ type Client struct {
 	// unsettled holds, per Event/Incident (collection + TheHive id), when
 	// a create of it went unanswered; see UpsertEvent.
 	unsettled sync.Map
-	now       func() time.Time
-	requests  atomic.Int64
+	// objectLocks serialise upserts of one Indicator (see UpsertIndicator).
+	objectLocks [1024]sync.Mutex
+	now         func() time.Time
+	requests    atomic.Int64
 
 	mu  sync.Mutex // guards tok
 	tok token
@@ -187,8 +189,7 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	// A write attempt with no answer, or a 5xx that may come after the
 	// work was done, may still take effect later, even if a resend then
 	// succeeds: flag its object for settleLater.
-	if mark, ok := ctx.Value(markKey).(func()); ok && (err != nil || (resp.StatusCode >= 500 &&
-		resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusServiceUnavailable)) {
+	if mark, ok := ctx.Value(markKey).(func()); ok && (err != nil || (resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable)) {
 		mark()
 	}
 	unsafe, _ := ctx.Value(unsafeKey).(bool)
@@ -199,10 +200,12 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 		return !unsafe, nil
 	}
 	switch code := resp.StatusCode; {
-	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable,
-		code == http.StatusBadGateway, code == http.StatusRequestTimeout:
+	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable, code == http.StatusRequestTimeout:
 		// The request was turned away before it was processed.
 		return true, nil
+	case code == http.StatusBadGateway:
+		// A proxy's 502 may come after ThreatQ did the work.
+		return !unsafe, nil
 	case code == http.StatusNotImplemented:
 		return false, nil
 	case code >= 500:
@@ -284,7 +287,7 @@ func (c *Client) send(ctx context.Context, rc *retryablehttp.Client, method, pat
 	if raw != nil {
 		body = raw
 	}
-	if key, ok := ctx.Value(settleKeyCtx{}).(string); ok && method != http.MethodGet {
+	if key, ok := ctx.Value(settleKeyCtx{}).(string); ok && method != http.MethodGet && path != "/api/token" {
 		ctx = context.WithValue(ctx, markKey, func() { c.markUnsettled(key) })
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, u.String(), body)
@@ -377,8 +380,10 @@ func isTransient(err error) bool {
 		return false
 	}
 	// A request that ran into the client's own timeout (http.Client.Timeout)
-	// is an unanswered request like a dropped connection; the caller's
-	// context running out is not (retryOp and the worker check ctx).
+	// is an unanswered request like a dropped connection. The caller's own
+	// context running out looks the same from here (both are timeouts), so
+	// the callers check ctx themselves: retryOp before each wait, the
+	// worker before it classifies an error.
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return true

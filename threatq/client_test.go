@@ -259,7 +259,7 @@ func TestErrorMessages(t *testing.T) {
 	}{
 		{"data errors", 400, `{"data":{"errors":{"name":["The name has already been taken."],"test":["e1","e2"]}}}`, "name: The name has already been taken.; test: e1; test: e2", true},
 		{"errors list", 422, `{"errors":["First Error",["Second error - part 1","Second error - part 2"]]}`, "First Error; Second error - part 1; Second error - part 2", true},
-		{"name message", 403, `{"name":"Forbidden","message":"no access"}`, "Forbidden: no access", true},
+		{"name message", 403, `{"name":"Forbidden","message":"no access"}`, "Forbidden: no access", false}, // 403 is an auth problem (IsAuth): delivery pauses, nothing is dead-lettered
 		{"errors on 200", 200, `{"data":{"errors":{"value":["bad"]}}}`, "value: bad", true},
 		{"404", 404, ``, "object does not exist", true},
 		{"500", 500, `{"errors":["boom"]}`, "boom", false},
@@ -293,6 +293,9 @@ func TestErrorMessages(t *testing.T) {
 			}
 			if got := threatq.IsPermanent(err); got != tt.wantPerm {
 				t.Errorf("IsPermanent = %v, want %v", got, tt.wantPerm)
+			}
+			if got, want := threatq.IsAuth(err), tt.code == 401 || tt.code == 403; got != want {
+				t.Errorf("IsAuth = %v, want %v", got, want)
 			}
 			for _, secret := range []string{"pw-secret", "tok-abc", "rt-xyz"} {
 				if strings.Contains(err.Error(), secret) {

@@ -87,8 +87,11 @@ func IsAuth(err error) bool {
 	if errors.As(err, &ae) {
 		return true
 	}
+	// 403 too: a user who lost a permission (or a proxy refusing us) is a
+	// credentials problem to pause for, not a reason to dead-letter every
+	// message.
 	var e *Error
-	return errors.As(err, &e) && e.StatusCode == http.StatusUnauthorized
+	return errors.As(err, &e) && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden)
 }
 
 // maxMessage bounds how much of a ThreatQ error body reaches an error string

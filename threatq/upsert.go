@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tqlabs/tq-mw-thehive/internal/retry"
+	"hash/fnv"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -217,6 +218,15 @@ func (c *Client) upsertEvent(ctx context.Context, ev Event, knownID int) (int, b
 	return id, created, nil
 }
 
+// lockObject serialises upserts of one ThreatQ object (striped by key).
+func (c *Client) lockObject(key string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	mu := &c.objectLocks[h.Sum32()%uint32(len(c.objectLocks))]
+	mu.Lock()
+	return mu.Unlock
+}
+
 // markUnsettled records that a write to the object named key got no answer
 // (timeout, dropped connection, 5xx): ThreatQ may still apply it later,
 // after a retry has already done the same, leaving a second object or a
@@ -376,6 +386,10 @@ func (c *Client) upsertIndicator(ctx context.Context, ind Indicator, knownID int
 	const coll = string(KindIndicator)
 	settleKey := coll + "\x00" + typeName + "\x00" + ind.Value
 	ctx = withSettleKey(ctx, settleKey)
+	// Observables of different cases can share a value and type, and so an
+	// Indicator: two concurrent upserts would both find nothing and both
+	// consume, the second appending its attribute values to the first's.
+	defer c.lockObject(settleKey)()
 	var created bool
 	id := knownID
 	err = c.retryOp(ctx, func() error {
