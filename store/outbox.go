@@ -366,6 +366,21 @@ func requeue(tx *bolt.Tx, m *Message, at time.Time) error {
 // Purge deletes the done messages with DoneAt before doneBefore, and their
 // audit ids (a later redelivery of such an audit is stored anew).
 func (db *DB) Purge(ctx context.Context, doneBefore time.Time) (int, error) {
+	total := 0
+	for {
+		n, err := db.purgeChunk(ctx, doneBefore)
+		total += n
+		if err != nil || n < purgeChunk {
+			return total, err
+		}
+	}
+}
+
+// purgeChunk bounds one purge transaction: the committer is shared with
+// intake, and one huge delete would hold every webhook's ack behind it.
+const purgeChunk = 1000
+
+func (db *DB) purgeChunk(ctx context.Context, doneBefore time.Time) (int, error) {
 	limit := doneBefore.UnixNano()
 	var n int
 	err := db.update(ctx, false, func(tx *bolt.Tx) error {
@@ -376,6 +391,9 @@ func (db *DB) Purge(ctx context.Context, doneBefore time.Time) (int, error) {
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if int64(binary.BigEndian.Uint64(v)) < limit {
 				victims = append(victims, victim{slices.Clone(k), slices.Clone(v[8:])})
+				if len(victims) == purgeChunk {
+					break
+				}
 			}
 		}
 		ob, done, audit := tx.Bucket(outboxBucket), tx.Bucket(doneBucket), tx.Bucket(auditIDsBucket)

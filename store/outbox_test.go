@@ -655,3 +655,36 @@ func TestAppendKeepsBodyText(t *testing.T) {
 		t.Errorf("stored body = %s, want %s", got, want)
 	}
 }
+
+// A purge larger than one chunk removes everything due, over several
+// transactions, and leaves the rest.
+func TestPurgeInChunks(t *testing.T) {
+	db := MustOpen(t)
+	ctx := context.Background()
+	old := time.Now().Add(-48 * time.Hour)
+	const n = 2500
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := mustAppend(t, db, &store.Message{AuditID: fmt.Sprintf("~p%d", i), Action: "update", ObjectType: "Case", ObjectID: "~c", RootID: fmt.Sprintf("~r%d", i), Body: json.RawMessage(`{}`)})
+			at := old
+			if i%10 == 0 {
+				at = time.Now() // recent: kept
+			}
+			if err := db.MarkDone(ctx, id, at, "", nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := db.Purge(ctx, time.Now().Add(-time.Hour))
+	if err != nil || got != n-n/10 {
+		t.Fatalf("Purge = %d, %v; want %d", got, err, n-n/10)
+	}
+	st, _ := db.Stats()
+	if st.Done != n/10 {
+		t.Errorf("%d done left, want %d", st.Done, n/10)
+	}
+}
