@@ -186,10 +186,13 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
-	// A write attempt with no answer, or a 5xx that may come after the
-	// work was done, may still take effect later, even if a resend then
-	// succeeds: flag its object for settleLater.
-	if mark, ok := ctx.Value(markKey).(func()); ok && (err != nil || (resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable)) {
+	// A write attempt that got no answer from ThreatQ (timeout, dropped
+	// connection, or a proxy's 502/504 while ThreatQ may still be working)
+	// may still be applied later, even after a resend or a re-run
+	// succeeded: flag its object for settleLater. ThreatQ's own 500 needs
+	// no flag: what it did, if anything, is visible to the re-run's lookup.
+	if mark, ok := ctx.Value(markKey).(func()); ok &&
+		(err != nil || resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout) {
 		mark()
 	}
 	unsafe, _ := ctx.Value(unsafeKey).(bool)
