@@ -69,16 +69,7 @@ func NewClient(cfg Config) (*Client, error) {
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	c := &Client{base: base, cfg: cfg, log: cfg.Logger}
-	c.http = &retryablehttp.Client{
-		HTTPClient:   hc,
-		Logger:       retry.New(cfg.Logger),
-		RetryWaitMin: cfg.RetryWaitMin,
-		RetryWaitMax: cfg.RetryWaitMax,
-		RetryMax:     cfg.RetryMax,
-		CheckRetry:   checkRetry,
-		Backoff:      retry.Backoff,
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
+	c.http = retry.NewClient(hc, cfg.Logger, cfg.RetryMax, cfg.RetryWaitMin, cfg.RetryWaitMax, checkRetry)
 	return c, nil
 }
 

@@ -102,20 +102,9 @@ func NewClient(cfg Config) (*Client, error) {
 	// wrong scheme, and following it would resend the bearer token.
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-	newRetry := func(logger any) *retryablehttp.Client {
-		return &retryablehttp.Client{
-			HTTPClient:   hc,
-			Logger:       logger,
-			RetryWaitMin: cfg.RetryWaitMin,
-			RetryWaitMax: cfg.RetryWaitMax,
-			RetryMax:     cfg.RetryMax,
-			CheckRetry:   checkRetry,
-			Backoff:      retry.Backoff,
-			ErrorHandler: retryablehttp.PassthroughErrorHandler,
-		}
-	}
-	c.http = newRetry(retry.New(cfg.Logger))
-	c.tokenRTC = newRetry(nil)
+	c.http = retry.NewClient(hc, cfg.Logger, cfg.RetryMax, cfg.RetryWaitMin, cfg.RetryWaitMax, checkRetry)
+	// Logins log nothing: their URL and body are the credentials.
+	c.tokenRTC = retry.NewClient(hc, nil, cfg.RetryMax, cfg.RetryWaitMin, cfg.RetryWaitMax, checkRetry)
 	return c, nil
 }
 

@@ -1,7 +1,10 @@
 package retry
 
 import (
+	"log/slog"
+
 	"context"
+	"github.com/hashicorp/go-retryablehttp"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -78,4 +81,24 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// NewClient is the go-retryablehttp client both API clients use: their own
+// CheckRetry, this package's Backoff, the final response passed through to
+// the caller's error handling (so it sees ThreatQ's or TheHive's status and
+// message), and logging through logger (nil: none).
+func NewClient(hc *http.Client, logger *slog.Logger, count int, lo, hi time.Duration, check retryablehttp.CheckRetry) *retryablehttp.Client {
+	rc := &retryablehttp.Client{
+		HTTPClient:   hc,
+		RetryWaitMin: lo,
+		RetryWaitMax: hi,
+		RetryMax:     count,
+		CheckRetry:   check,
+		Backoff:      Backoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	if logger != nil {
+		rc.Logger = New(logger)
+	}
+	return rc
 }
