@@ -4,13 +4,11 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -428,40 +426,10 @@ func threatQChanged(old, next threatq.Config) bool {
 		old.Password != next.Password || old.InsecureSkipVerify != next.InsecureSkipVerify || old.ProxyURL != next.ProxyURL
 }
 
-// httpClient builds the outbound client of one service: TLS and proxy from
-// the flags, and a transport that feeds the request metrics.
-func (a *Agent) httpClient(service string, insecure bool, proxy string, timeout time.Duration) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	if insecure {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --disable-ssl, warned about at start
-	}
-	if proxy != "" {
-		if u, err := url.Parse(proxy); err == nil {
-			tr.Proxy = http.ProxyURL(u)
-		}
-	} else {
-		tr.Proxy = nil
-	}
-	if service == "thehive" {
-		// TheHive's queries are heavy (each holds a database transaction):
-		// however many cases the reconciler works on in parallel, at most
-		// this many requests are in flight; the rest wait for a connection.
-		tr.MaxConnsPerHost = theHiveMaxInFlight
-	}
-	return &http.Client{Transport: &instrumented{next: tr, service: service, m: a.metrics}, Timeout: timeout}
-}
-
-// theHiveMaxInFlight bounds concurrent requests to TheHive (SPEC §7: 1–4).
-const theHiveMaxInFlight = 4
-
 func (a *Agent) clientConfigThreatQ() threatq.Config {
 	c := a.cfg.ThreatQ
-	if c.Timeout <= 0 {
-		c.Timeout = 30 * time.Second
-	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = a.httpClient("threatq", c.InsecureSkipVerify, c.ProxyURL, c.Timeout)
+	if c.WrapTransport == nil {
+		c.WrapTransport = a.instrument("threatq")
 	}
 	if c.Logger == nil {
 		c.Logger = a.logger.With("component", "threatq")
@@ -471,16 +439,20 @@ func (a *Agent) clientConfigThreatQ() threatq.Config {
 
 func (a *Agent) clientConfigTheHive() thehive.Config {
 	c := a.cfg.TheHive
-	if c.Timeout <= 0 {
-		c.Timeout = 60 * time.Second // queries are heavy
-	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = a.httpClient("thehive", c.InsecureSkipVerify, c.ProxyURL, c.Timeout)
+	if c.WrapTransport == nil {
+		c.WrapTransport = a.instrument("thehive")
 	}
 	if c.Logger == nil {
 		c.Logger = a.logger.With("component", "thehive")
 	}
 	return c
+}
+
+// instrument returns a transport wrapper feeding the request metrics.
+func (a *Agent) instrument(service string) func(http.RoundTripper) http.RoundTripper {
+	return func(next http.RoundTripper) http.RoundTripper {
+		return &instrumented{next: next, service: service, m: a.metrics}
+	}
 }
 
 // instrumented records every HTTP attempt (retries included) to ThreatQ or

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tqlabs/tq-mw-thehive/internal/retry"
+	"github.com/tqlabs/tq-mw-thehive/internal/transport"
 	"io"
 	"log/slog"
 	"net/http"
@@ -40,6 +41,9 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 60 * time.Second
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4
+	}
 	retry.Normalize(&cfg.RetryMax, &cfg.RetryWaitMin, &cfg.RetryWaitMax, 5, 500*time.Millisecond, 30*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default().With("component", "thehive")
@@ -50,19 +54,15 @@ func NewClient(cfg Config) (*Client, error) {
 		cp := *cfg.HTTPClient
 		hc = &cp
 	} else {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		if cfg.InsecureSkipVerify {
-			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --disable-ssl, warned about at start
+		tr, err := transport.New(cfg.InsecureSkipVerify, cfg.ProxyURL)
+		if err != nil {
+			return nil, fmt.Errorf("thehive: %w", err)
 		}
-		tr.Proxy = nil
-		if cfg.ProxyURL != "" {
-			pu, err := url.Parse(cfg.ProxyURL)
-			if err != nil || pu.Host == "" {
-				return nil, errors.New("thehive: invalid proxy URL")
-			}
-			tr.Proxy = http.ProxyURL(pu)
-		}
-		hc = &http.Client{Transport: tr, Timeout: cfg.Timeout}
+		// TheHive's queries are heavy (each holds a database transaction):
+		// however many cases the caller works on in parallel, at most this
+		// many requests are in flight; the rest wait for a connection.
+		tr.MaxConnsPerHost = cfg.MaxInFlight
+		hc = &http.Client{Transport: wrap(cfg.WrapTransport, tr), Timeout: cfg.Timeout}
 	}
 	// A redirect usually means a login page or a wrong scheme; following it
 	// would resend the API key to wherever it points.
@@ -71,6 +71,13 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{base: base, cfg: cfg, log: cfg.Logger}
 	c.http = retry.NewClient(hc, cfg.Logger, cfg.RetryMax, cfg.RetryWaitMin, cfg.RetryWaitMax, checkRetry)
 	return c, nil
+}
+
+func wrap(f func(http.RoundTripper) http.RoundTripper, rt http.RoundTripper) http.RoundTripper {
+	if f == nil {
+		return rt
+	}
+	return f(rt)
 }
 
 func parseBaseURL(s string) (*url.URL, error) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tqlabs/tq-mw-thehive/internal/retry"
+	"github.com/tqlabs/tq-mw-thehive/internal/transport"
 	"io"
 	"log/slog"
 	"net"
@@ -78,20 +79,16 @@ func NewClient(cfg Config) (*Client, error) {
 		cp := *cfg.HTTPClient
 		hc = &cp
 	} else {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 16
-		if cfg.InsecureSkipVerify {
-			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --disable-ssl, warned about at start
+		tr, err := transport.New(cfg.InsecureSkipVerify, cfg.ProxyURL)
+		if err != nil {
+			return nil, fmt.Errorf("threatq: %w", err)
 		}
-		tr.Proxy = nil
-		if cfg.ProxyURL != "" {
-			pu, err := url.Parse(cfg.ProxyURL)
-			if err != nil || pu.Host == "" {
-				return nil, errors.New("threatq: invalid proxy URL")
-			}
-			tr.Proxy = http.ProxyURL(pu)
+		tr.MaxIdleConnsPerHost = 64 // the worker runs up to worker.concurrency requests at once
+		var rt http.RoundTripper = tr
+		if cfg.WrapTransport != nil {
+			rt = cfg.WrapTransport(rt)
 		}
-		hc = &http.Client{Transport: tr, Timeout: cfg.Timeout}
+		hc = &http.Client{Transport: rt, Timeout: cfg.Timeout}
 	}
 	inner := hc.Transport
 	if inner == nil {

@@ -15,10 +15,15 @@ type Config struct {
 	Email    string
 	Password string
 
-	InsecureSkipVerify bool          // --disable-ssl
-	ProxyURL           string        // --external-proxy: "" = no proxy
-	HTTPClient         *http.Client  // optional; overrides InsecureSkipVerify/ProxyURL
-	Timeout            time.Duration // per request; default 30s
+	InsecureSkipVerify bool   // --disable-ssl
+	ProxyURL           string // --external-proxy: "" = no proxy
+	// HTTPClient, when set, is used as it is: it overrides InsecureSkipVerify,
+	// ProxyURL, Timeout and WrapTransport.
+	HTTPClient *http.Client
+	// WrapTransport, when set, wraps the transport of every request (the
+	// agent records its request metrics with it).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	Timeout       time.Duration // per request; default 30s
 
 	// RetryMax is how many times one request is retried on 5xx, 429,
 	// timeouts and connection errors before the error reaches the caller
