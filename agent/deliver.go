@@ -7,8 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"sync"
+	"github.com/tqlabs/tq-mw-thehive/internal/keylock"
 	"sync/atomic"
 
 	"github.com/tqlabs/tq-mw-thehive/mapping"
@@ -58,7 +57,7 @@ type deliverer struct {
 
 	// locks serialise work on one case across the worker and the
 	// reconciler, which would otherwise race to create its Event.
-	locks [4096]sync.Mutex
+	locks keylock.Set
 }
 
 type threatQRef struct{ ThreatQ }
@@ -72,13 +71,7 @@ func (d *deliverer) threatQ() ThreatQ {
 
 func (d *deliverer) setThreatQ(tq ThreatQ) { d.tq.Store(&threatQRef{tq}) }
 
-func (d *deliverer) lock(caseID string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(caseID))
-	mu := &d.locks[h.Sum32()%uint32(len(d.locks))]
-	mu.Lock()
-	return mu.Unlock
-}
+func (d *deliverer) lock(caseID string) func() { return d.locks.Lock(caseID) }
 
 func (d *deliverer) options() mapping.Options { return *d.opts.Load() }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tqlabs/tq-mw-thehive/internal/keylock"
 	"github.com/tqlabs/tq-mw-thehive/internal/retry"
 	"github.com/tqlabs/tq-mw-thehive/internal/transport"
 	"io"
@@ -35,7 +36,7 @@ type Client struct {
 	// a create of it went unanswered; see UpsertEvent.
 	unsettled sync.Map
 	// objectLocks serialise upserts of one Indicator (see UpsertIndicator).
-	objectLocks [1024]sync.Mutex
+	objectLocks keylock.Set
 	now         func() time.Time
 	requests    atomic.Int64
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tqlabs/tq-mw-thehive/internal/retry"
-	"hash/fnv"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -218,15 +217,6 @@ func (c *Client) upsertEvent(ctx context.Context, ev Event, knownID int) (int, b
 	return id, created, nil
 }
 
-// lockObject serialises upserts of one ThreatQ object (striped by key).
-func (c *Client) lockObject(key string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	mu := &c.objectLocks[h.Sum32()%uint32(len(c.objectLocks))]
-	mu.Lock()
-	return mu.Unlock
-}
-
 // markUnsettled records that a write to the object named key got no answer
 // (timeout, dropped connection, 5xx): ThreatQ may still apply it later,
 // after a retry has already done the same, leaving a second object or a
@@ -389,7 +379,7 @@ func (c *Client) upsertIndicator(ctx context.Context, ind Indicator, knownID int
 	// Observables of different cases can share a value and type, and so an
 	// Indicator: two concurrent upserts would both find nothing and both
 	// consume, the second appending its attribute values to the first's.
-	defer c.lockObject(settleKey)()
+	defer c.objectLocks.Lock(settleKey)()
 	var created bool
 	id := knownID
 	err = c.retryOp(ctx, func() error {
