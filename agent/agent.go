@@ -148,26 +148,11 @@ func (a *Agent) Metrics() http.Handler {
 // accepting webhooks, lets in-flight requests finish their commits, stops
 // the worker and the reconciler, and closes the database.
 func (a *Agent) Run(ctx context.Context) error {
-	db, err := store.Open(a.cfg.DBPath, store.Options{Timeout: time.Second})
+	db, th, err := a.open(ctx, true)
 	if err != nil {
-		return fmt.Errorf("agent: open outbox: %w", err)
+		return fmt.Errorf("agent: %w", err)
 	}
 	defer db.Close()
-	a.db = db
-
-	tq, err := threatq.NewClient(a.clientConfigThreatQ())
-	if err != nil {
-		return fmt.Errorf("agent: threatq client: %w", err)
-	}
-	var th *thehive.Client
-	if a.cfg.TheHive.URL != "" {
-		th, err = thehive.NewClient(a.clientConfigTheHive())
-		if err != nil {
-			return fmt.Errorf("agent: thehive client: %w", err)
-		}
-	}
-	a.resolveTLP(ctx, th)
-	a.build(db, tq, th)
 
 	ln, err := net.Listen("tcp", a.cfg.ListenAddr)
 	if err != nil {
@@ -238,6 +223,34 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.logger.Info("agent stopped")
 	return err
+}
+
+// open opens the outbox and builds the clients (ThreatQ's only when
+// withThreatQ; TheHive's when configured) and the components over them.
+func (a *Agent) open(ctx context.Context, withThreatQ bool) (*store.DB, *thehive.Client, error) {
+	db, err := store.Open(a.cfg.DBPath, store.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open outbox: %w", err)
+	}
+	var tq ThreatQ
+	if withThreatQ {
+		c, err := threatq.NewClient(a.clientConfigThreatQ())
+		if err != nil {
+			db.Close()
+			return nil, nil, fmt.Errorf("threatq client: %w", err)
+		}
+		tq = c
+	}
+	var th *thehive.Client
+	if a.cfg.TheHive.URL != "" {
+		if th, err = thehive.NewClient(a.clientConfigTheHive()); err != nil {
+			db.Close()
+			return nil, nil, fmt.Errorf("thehive client: %w", err)
+		}
+	}
+	a.resolveTLP(ctx, th)
+	a.build(db, tq, th)
+	return db, th, nil
 }
 
 // resolveTLP settles tlp_scheme "auto" from TheHive's version, once at start.

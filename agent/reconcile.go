@@ -315,7 +315,6 @@ func (r *reconciler) withRetry(ctx context.Context, opts BackfillOptions, f func
 // same delivery path as the agent, without the listener and the worker. It
 // opens the outbox database, so the agent must not be running on it.
 func Backfill(ctx context.Context, cfg Config, opts BackfillOptions) (Summary, error) {
-	cfg.setDefaults()
 	if cfg.TheHive.URL == "" {
 		return Summary{}, errors.New("backfill: thehive.url is not configured")
 	}
@@ -324,28 +323,14 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions) (Summary, e
 	if err != nil {
 		return Summary{}, err
 	}
-	db, err := store.Open(cfg.DBPath, store.Options{Timeout: time.Second})
+	db, th, err := a.open(ctx, !opts.DryRun)
 	if errors.Is(err, store.ErrLocked) {
 		return Summary{}, fmt.Errorf("backfill: %w; stop the agent first (its periodic reconcile, reconcile_interval, does the same work while it runs)", err)
 	}
 	if err != nil {
-		return Summary{}, fmt.Errorf("backfill: open outbox: %w", err)
+		return Summary{}, fmt.Errorf("backfill: %w", err)
 	}
 	defer db.Close()
-	th, err := thehive.NewClient(a.clientConfigTheHive())
-	if err != nil {
-		return Summary{}, fmt.Errorf("backfill: thehive client: %w", err)
-	}
-	var tq ThreatQ
-	if !opts.DryRun {
-		c, err := threatq.NewClient(a.clientConfigThreatQ())
-		if err != nil {
-			return Summary{}, fmt.Errorf("backfill: threatq client: %w", err)
-		}
-		tq = c
-	}
-	a.resolveTLP(ctx, th)
-	a.build(db, tq, th)
 	if opts.Total != nil {
 		var filter map[string]any
 		if !opts.Since.IsZero() {
