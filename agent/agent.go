@@ -183,6 +183,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.logger.Info("agent started", "listen", ln.Addr().String(), "db", a.cfg.DBPath,
 		"threatq", a.cfg.ThreatQ.BaseURL, "thehive", a.cfg.TheHive.URL, "workers", a.cfg.Workers,
 		"reconcile_interval", a.cfg.ReconcileInterval.String())
+	// The worker counts as running from here (its goroutine starts just
+	// below), so /readyz does not report it missing in the first instant.
+	a.worker.running.Store(true)
 	close(a.ready)
 
 	g, gctx := errgroup.WithContext(ctx)
