@@ -31,7 +31,7 @@ type Client struct {
 
 // NewClient validates cfg and builds the HTTP machinery. It does no I/O.
 func NewClient(cfg Config) (*Client, error) {
-	base, err := parseBaseURL(cfg.URL)
+	base, err := transport.BaseURL(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("thehive: %w", err)
 	}
@@ -78,29 +78,6 @@ func wrap(f func(http.RoundTripper) http.RoundTripper, rt http.RoundTripper) htt
 		return rt
 	}
 	return f(rt)
-}
-
-func parseBaseURL(s string) (*url.URL, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, errors.New("URL is required")
-	}
-	if !strings.Contains(s, "://") {
-		s = "https://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, errors.New("invalid URL")
-	}
-	if (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("invalid URL %q", u.Redacted())
-	}
-	// A pasted "https://hive/api" or "https://hive/" still means the host;
-	// a longer path is kept for TheHive served under a prefix.
-	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/api")
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
 }
 
 // Error is a non-2xx answer from TheHive. Type and Message come from its

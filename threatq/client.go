@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,7 +53,7 @@ type Client struct {
 
 // NewClient validates cfg and builds the HTTP machinery. It does no I/O.
 func NewClient(cfg Config) (*Client, error) {
-	base, err := parseBaseURL(cfg.BaseURL)
+	base, err := transport.BaseURL(cfg.BaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("threatq: %w", err)
 	}
@@ -104,38 +103,6 @@ func NewClient(cfg Config) (*Client, error) {
 	// Logins log nothing: their URL and body are the credentials.
 	c.tokenRTC = retry.NewClient(hc, nil, cfg.RetryMax, cfg.RetryWaitMin, cfg.RetryWaitMax, checkRetry)
 	return c, nil
-}
-
-// parseBaseURL accepts "host", "host:port", "https://host[:port]" (and
-// http:// for tests and plain-HTTP proxies); a bare host means https.
-func parseBaseURL(s string) (*url.URL, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, errors.New("base URL is required")
-	}
-	if !strings.Contains(s, "://") {
-		s = "https://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("invalid base URL %q", s)
-	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return nil, fmt.Errorf("invalid base URL %q: scheme must be https", s)
-	}
-	if u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("invalid base URL %q", u.Redacted())
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("invalid base URL %q: bad port", s)
-		}
-	}
-	// A pasted "https://tq/api" or "https://tq/" still means the host.
-	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/api")
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
 }
 
 // Requests is the number of HTTP requests sent so far, retries included.

@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/tqlabs/tq-mw-thehive/internal/transport"
@@ -26,6 +27,29 @@ func TestNew(t *testing.T) {
 	for _, bad := range []string{"::", "no-host"} {
 		if _, err := transport.New(false, bad); err == nil {
 			t.Errorf("proxy %q accepted", bad)
+		}
+	}
+}
+
+func TestBaseURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"tq.example":                  "https://tq.example",
+		" tq.example:8443 ":           "https://tq.example:8443",
+		"https://tq.example/":         "https://tq.example",
+		"https://tq.example/api":      "https://tq.example",
+		"http://127.0.0.1:9000/hive/": "http://127.0.0.1:9000/hive",
+	} {
+		u, err := transport.BaseURL(in)
+		if err != nil || u.String() != want {
+			t.Errorf("BaseURL(%q) = %v, %v; want %s", in, u, err, want)
+		}
+	}
+	for _, bad := range []string{"", "ftp://tq", "https://", "https://u:secret@tq", "https://tq/?a=1", "https://tq/#x", "tq:99999", "tq:abc"} {
+		u, err := transport.BaseURL(bad)
+		if err == nil {
+			t.Errorf("BaseURL(%q) = %v, want an error", bad, u)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("error shows the password: %v", err)
 		}
 	}
 }
